@@ -1,0 +1,1 @@
+//! The subset of Go's `text/template` that matchbox users write in templates.

@@ -1,0 +1,278 @@
+//! The validated cluster model. Everything downstream (rendering, planning, applying) reads
+//! these types and nothing else of the cluster file: once a `Cluster` exists, every setting is
+//! resolved, defaulted and checked.
+
+use std::path::PathBuf;
+
+use bootdata::Mac;
+
+/// A whole cluster, as described by one cluster file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// The cluster file this model was read from.
+    pub source: PathBuf,
+    /// `cluster_name`.
+    pub name: String,
+    /// `asset_dir`: where roundhouse keeps state and rendered output, absolute or relative to
+    /// the cluster file's directory (already joined).
+    pub asset_dir: PathBuf,
+    /// Public keys for user `core`, in the installer and the installed OS.
+    pub ssh_pubkeys: Vec<String>,
+    /// `boot_server_http`: base URL of the boot server as machines reach it, no trailing slash.
+    pub boot_server_http: String,
+    /// OS channel, version and how the installer downloads it.
+    pub os: Os,
+    /// Disk selection and installer behaviour (cluster default; nodes may override the target).
+    pub install: Install,
+    /// Extra kernel arguments for PXE and the installed OS (cluster default).
+    pub kernel_args: Vec<String>,
+    /// Console arguments (`console=…`) for PXE and the installed OS.
+    pub kernel_console: Vec<String>,
+    /// Shell run on the operator's machine when a node needs a PXE install and it has no power
+    /// driver; sees `$mac $name $domain $asset_dir`.
+    pub pxe_command: String,
+    /// Butane snippets merged into every node's final config, in order.
+    pub snippets: Vec<Snippet>,
+    /// Butane snippets merged into every node's installer config, in order.
+    pub installer_snippets: Vec<Snippet>,
+    /// What to do when a node's rendered config changes, per role.
+    pub policy: Policy,
+    /// Serve boot-from-disk to installed nodes instead of the installer (see the boot server).
+    pub netboot_gating: bool,
+    /// The machines, in file order.
+    pub nodes: Vec<Node>,
+}
+
+/// Flatcar release selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Os {
+    /// `os_channel`: stable, beta, alpha or lts.
+    pub channel: Channel,
+    /// `os_version`: a version like `3815.2.0` or `current`.
+    pub version: String,
+    /// `download_protocol`: how kernel, initrd and image are fetched from Flatcar's servers.
+    pub download_protocol: Protocol,
+    /// `cached_install`: boot and install from `<boot_server_http>/assets/flatcar/`.
+    pub cached_install: bool,
+}
+
+/// Flatcar release channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Stable,
+    Beta,
+    Alpha,
+    Lts,
+}
+
+impl Channel {
+    /// The channel's name as Flatcar's URLs and `flatcar-install -C` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Stable => "stable",
+            Channel::Beta => "beta",
+            Channel::Alpha => "alpha",
+            Channel::Lts => "lts",
+        }
+    }
+}
+
+/// `download_protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http,
+    Https,
+}
+
+impl Protocol {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        }
+    }
+}
+
+/// How the installer picks and prepares disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// `install_disk` or `install_to_smallest_disk` (mutually exclusive).
+    pub target: InstallTarget,
+    /// `wipe_additional_disks`: `wipefs -f -a` every disk without mountpoints first.
+    pub wipe_additional_disks: bool,
+    /// `install_pre_reboot_cmds`: shell run in the installer before it reboots.
+    pub pre_reboot_cmds: String,
+}
+
+/// The disk Flatcar is installed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallTarget {
+    /// `flatcar-install -d <device>`.
+    Disk(String),
+    /// `flatcar-install -s`.
+    SmallestDisk,
+}
+
+/// A node's role. Controllers run etcd and are protected from accidental wipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Controller,
+    Worker,
+}
+
+impl Role {
+    /// `controller` or `worker`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Controller => "controller",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// What happens to a node whose rendered config changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangePolicy {
+    /// Re-provision in place over SSH (wipes the root filesystem).
+    Reprovision,
+    /// Keep the old config running; the change shows as drift.
+    Hold,
+}
+
+/// Per-role change policy: `on_change { controllers = "hold" workers = "reprovision" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Defaults to `Hold`: a controller wipe loses etcd state.
+    pub controllers: ChangePolicy,
+    /// Defaults to `Reprovision`.
+    pub workers: ChangePolicy,
+}
+
+impl Policy {
+    /// The policy for nodes of `role`.
+    pub fn for_role(&self, role: Role) -> ChangePolicy {
+        match role {
+            Role::Controller => self.controllers,
+            Role::Worker => self.workers,
+        }
+    }
+}
+
+/// One machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Node name; also its hostname and the boot server group id.
+    pub name: String,
+    /// The MAC it PXE-boots with, normalised.
+    pub mac: Mac,
+    /// Where SSH reaches it: a DNS name or IP address.
+    pub domain: String,
+    /// SSH port of the installed OS (22 unless a lab forwards ports).
+    pub ssh_port: u16,
+    pub role: Role,
+    /// Butane snippets merged into this node's final config after the cluster-wide ones.
+    pub snippets: Vec<Snippet>,
+    /// Butane snippets merged into this node's installer config after the cluster-wide ones.
+    pub installer_snippets: Vec<Snippet>,
+    /// Install target override.
+    pub install_target: Option<InstallTarget>,
+    /// Kernel argument override; replaces the cluster's `kernel_args` when set.
+    pub kernel_args: Option<Vec<String>>,
+    /// How roundhouse powers and boots this machine; `None` means `pxe_command`.
+    pub power: Option<Power>,
+}
+
+impl Node {
+    /// Kernel arguments in effect for this node.
+    pub fn effective_kernel_args<'a>(&'a self, cluster: &'a Cluster) -> &'a [String] {
+        self.kernel_args.as_deref().unwrap_or(&cluster.kernel_args)
+    }
+
+    /// Install target in effect for this node.
+    pub fn effective_install_target<'a>(&'a self, cluster: &'a Cluster) -> &'a InstallTarget {
+        self.install_target.as_ref().unwrap_or(&cluster.install.target)
+    }
+}
+
+/// A Butane document and where it came from, so translation diagnostics point at the user's
+/// text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    /// The Butane YAML.
+    pub text: String,
+    /// Where `text` is.
+    pub origin: SnippetOrigin,
+}
+
+/// Location of a snippet's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnippetOrigin {
+    /// A file of its own (a `path` entry); line 1 of `text` is line 1 of the file.
+    File(PathBuf),
+    /// Inline in the cluster file (a heredoc or a `file()` call result): line 1 of `text` is
+    /// `line` of `file`.
+    Inline {
+        /// The cluster file (or var file) holding the text.
+        file: PathBuf,
+        /// 1-based line in `file` where the snippet's first line is.
+        line: usize,
+    },
+}
+
+/// Where a secret comes from. Secrets never appear in the model's `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Read from this environment variable when needed.
+    Env(String),
+    /// Read from this file when needed (path already resolved).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Env(name) => write!(f, "Secret::Env({name})"),
+            Secret::File(path) => write!(f, "Secret::File({})", path.display()),
+        }
+    }
+}
+
+/// A node's power and boot-device driver (`power { driver = … }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Power {
+    /// A shell command, like Lokomotive's `pxe_commands`.
+    Command {
+        /// Shell text; sees `$mac $name $domain $asset_dir`.
+        command: String,
+        /// Seconds before the command is killed.
+        timeout_secs: u64,
+    },
+    /// IPMI over LAN (RMCP+).
+    Ipmi {
+        /// BMC host name or address.
+        address: String,
+        /// UDP port, 623 by default.
+        port: u16,
+        username: String,
+        password: Secret,
+        /// RMCP+ cipher suite, 3 by default.
+        cipher_suite: u8,
+        /// Boot in EFI mode when setting the next boot device.
+        efi: bool,
+    },
+    /// Redfish over HTTPS.
+    Redfish {
+        /// Base URL of the BMC, e.g. `https://10.0.0.5`.
+        endpoint: String,
+        /// ComputerSystem id; discovered when there is exactly one.
+        system_id: Option<String>,
+        username: String,
+        password: Secret,
+        /// PEM CA bundle to trust for the BMC's certificate.
+        ca_file: Option<PathBuf>,
+        /// Accept any certificate (explicit opt-in).
+        insecure: bool,
+        efi: bool,
+    },
+}
