@@ -1,0 +1,3 @@
+//! One module per command; `main` only parses and dispatches.
+
+pub mod serve;
