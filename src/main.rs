@@ -4,6 +4,7 @@
 //! exit code. See docs/ARCHITECTURE.md.
 
 mod cmd;
+mod exit;
 
 use std::process::ExitCode;
 
@@ -26,19 +27,37 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Render(cmd::render::RenderArgs),
     Serve(cmd::serve::ServeArgs),
+    Butane(cmd::butane::ButaneArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let result = match cli.command {
+        Command::Render(args) => cmd::render::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Butane(args) => cmd::butane::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

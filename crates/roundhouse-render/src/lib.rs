@@ -1,1 +1,321 @@
-//! Per-node rendering.
+//! Everything roundhouse derives from a cluster for one node, in one call: the final Ignition
+//! config, the installer Ignition config, the two boot profiles and groups, and the config digest
+//! that decides whether a node must be re-provisioned.
+//!
+//! Rendering is pure (cluster model in, documents out) except for reading `local:` files that
+//! Butane snippets reference; writing a matchbox data directory is a separate step
+//! ([`write_matchbox_dir`]) so callers can render, check, and only then write.
+
+mod dataurl;
+mod digest;
+mod installer;
+mod output;
+mod snippets;
+
+use std::sync::Arc;
+
+use bootdata::{Boot, Group, Mac, Profile};
+use roundhouse_config::{Cluster, Diagnostic, Diagnostics, Node, Role};
+use serde_json::{Value, json};
+
+pub use digest::{Digest, canonical_json};
+pub use output::{Manifest, ManifestNode, write_matchbox_dir};
+
+/// Rendering settings.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Treat Butane warnings in snippets as errors (`--strict`).
+    pub strict: bool,
+}
+
+/// Everything rendered for a cluster.
+#[derive(Debug, Clone)]
+pub struct RenderedCluster {
+    /// One entry per node, in cluster-file order.
+    pub nodes: Vec<RenderedNode>,
+    /// Butane warnings from snippets (each names its file, line and column).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Everything rendered for one node.
+#[derive(Debug, Clone)]
+pub struct RenderedNode {
+    pub name: String,
+    pub mac: Mac,
+    pub role: Role,
+    /// The config the installed OS fetches (`/ignition?mac=…&os=installed`).
+    pub final_config: Value,
+    /// The config the PXE installer fetches (`/ignition?mac=…`).
+    pub installer_config: Value,
+    /// Profile booted by PXE: Flatcar's PXE kernel and initrd with the installer config.
+    pub install_profile: Profile,
+    /// Profile of the installed OS: only its Ignition config.
+    pub node_profile: Profile,
+    /// `install-<name>`, selector `{mac}`.
+    pub install_group: Group,
+    /// `<name>`, selector `{mac, os: installed}`.
+    pub node_group: Group,
+    /// Digest over final config, kernel arguments and kernel console: what decides whether the
+    /// node must be re-provisioned.
+    pub digest: Digest,
+}
+
+impl RenderedNode {
+    /// Kernel arguments that go into the OEM `grub.cfg` `linux_append` of the installed OS.
+    pub fn linux_append(&self, cluster: &Cluster, node: &Node) -> String {
+        installer::linux_append(cluster, node)
+    }
+}
+
+/// Renders every node of `cluster`. Fails with diagnostics (pointing into the cluster file or
+/// snippet files) if any snippet does not translate or merge; renders nothing partially.
+pub fn render_cluster(
+    cluster: &Cluster,
+    options: &RenderOptions,
+) -> Result<RenderedCluster, Diagnostics> {
+    let shared = snippets::SharedSnippets::translate(cluster, options)?;
+    let shared = Arc::new(shared);
+
+    // Nodes are independent; split them over the available cores. Results keep file order.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(cluster.nodes.len().max(1));
+    let chunk = cluster.nodes.len().div_ceil(workers).max(1);
+    let results: Vec<Result<(Vec<RenderedNode>, Vec<Diagnostic>), Diagnostics>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = cluster
+                .nodes
+                .chunks(chunk)
+                .map(|nodes| {
+                    let shared = Arc::clone(&shared);
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(nodes.len());
+                        let mut warnings = Vec::new();
+                        let mut errors = Vec::new();
+                        for node in nodes {
+                            match render_with(cluster, node, &shared, options) {
+                                Ok((rendered, w)) => {
+                                    out.push(rendered);
+                                    warnings.extend(w);
+                                }
+                                Err(d) => errors.extend(d.0),
+                            }
+                        }
+                        if errors.is_empty() {
+                            Ok((out, warnings))
+                        } else {
+                            Err(Diagnostics(errors))
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("render worker panicked"))
+                .collect()
+        });
+
+    let mut nodes = Vec::with_capacity(cluster.nodes.len());
+    let mut warnings = shared.warnings.clone();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok((n, w)) => {
+                nodes.extend(n);
+                warnings.extend(w);
+            }
+            Err(d) => errors.extend(d.0),
+        }
+    }
+    if !errors.is_empty() {
+        errors.dedup();
+        return Err(Diagnostics(errors));
+    }
+    warnings.dedup();
+    Ok(RenderedCluster { nodes, warnings })
+}
+
+/// Renders one node. Prefer [`render_cluster`] for many nodes: it translates the cluster-wide
+/// snippets once.
+pub fn render_node(
+    cluster: &Cluster,
+    node: &Node,
+    options: &RenderOptions,
+) -> Result<RenderedNode, Diagnostics> {
+    let shared = snippets::SharedSnippets::translate(cluster, options)?;
+    render_with(cluster, node, &shared, options).map(|(n, _)| n)
+}
+
+fn render_with(
+    cluster: &Cluster,
+    node: &Node,
+    shared: &snippets::SharedSnippets,
+    options: &RenderOptions,
+) -> Result<(RenderedNode, Vec<Diagnostic>), Diagnostics> {
+    let mut warnings = Vec::new();
+
+    let mut final_config = base_final_config(cluster, node);
+    for config in &shared.final_configs {
+        final_config = snippets::merge(&final_config, config);
+    }
+    for config in snippets::translate_all(&node.snippets, cluster, options, &mut warnings)? {
+        final_config = snippets::merge(&final_config, &config);
+    }
+
+    let mut installer_config = installer::base_config(cluster, node);
+    for config in &shared.installer_configs {
+        installer_config = snippets::merge(&installer_config, config);
+    }
+    for config in snippets::translate_all(&node.installer_snippets, cluster, options, &mut warnings)?
+    {
+        installer_config = snippets::merge(&installer_config, &config);
+    }
+
+    let kernel_args = node.effective_kernel_args(cluster);
+    let digest = Digest::of_node(&final_config, kernel_args, &cluster.kernel_console);
+
+    let install_id = format!("install-{}", node.name);
+    let install_profile = Profile {
+        id: install_id.clone(),
+        name: format!("Flatcar installer for {}", node.name),
+        boot: Some(install_boot(cluster, node)),
+        ignition_id: format!("{install_id}.ign"),
+        generic_id: String::new(),
+    };
+    let node_profile = Profile {
+        id: node.name.clone(),
+        name: format!("Flatcar {} {}", node.role.as_str(), node.name),
+        boot: None,
+        ignition_id: format!("{}.ign", node.name),
+        generic_id: String::new(),
+    };
+    let mac = node.mac.to_string();
+    let install_group = Group {
+        id: install_id.clone(),
+        name: format!("PXE install of {}", node.name),
+        profile: install_id,
+        selector: [("mac".to_string(), mac.clone())].into(),
+        metadata: Default::default(),
+    };
+    let node_group = Group {
+        id: node.name.clone(),
+        name: format!("Installed {}", node.name),
+        profile: node.name.clone(),
+        selector: [
+            ("mac".to_string(), mac),
+            ("os".to_string(), "installed".to_string()),
+        ]
+        .into(),
+        metadata: Default::default(),
+    };
+
+    Ok((
+        RenderedNode {
+            name: node.name.clone(),
+            mac: node.mac,
+            role: node.role,
+            final_config,
+            installer_config,
+            install_profile,
+            node_profile,
+            install_group,
+            node_group,
+            digest,
+        },
+        warnings,
+    ))
+}
+
+/// What roundhouse puts into every final config before the user's snippets: a root filesystem
+/// that Ignition wipes (so an in-place re-provision starts from a clean root), the
+/// `/ignition_ran` flag the executor polls for, the hostname, and the operator's SSH keys.
+fn base_final_config(cluster: &Cluster, node: &Node) -> Value {
+    json!({
+        "ignition": { "version": "3.3.0" },
+        "passwd": {
+            "users": [{ "name": "core", "sshAuthorizedKeys": cluster.ssh_pubkeys }]
+        },
+        "storage": {
+            "filesystems": [{
+                "device": "/dev/disk/by-label/ROOT",
+                "format": "ext4",
+                "label": "ROOT",
+                "wipeFilesystem": true
+            }],
+            "files": [
+                {
+                    "path": "/ignition_ran",
+                    "mode": 0o644,
+                    "contents": { "source": "data:," }
+                },
+                {
+                    "path": "/etc/hostname",
+                    "mode": 0o644,
+                    "overwrite": true,
+                    "contents": { "source": dataurl::encode(format!("{}\n", node.name).as_bytes()) }
+                }
+            ]
+        }
+    })
+}
+
+const PXE_KERNEL: &str = "flatcar_production_pxe.vmlinuz";
+const PXE_INITRD: &str = "flatcar_production_pxe_image.cpio.gz";
+
+fn install_boot(cluster: &Cluster, node: &Node) -> Boot {
+    let os = &cluster.os;
+    let base = if os.cached_install {
+        format!("/assets/flatcar/{}", os.version)
+    } else {
+        format!(
+            "{}://{}.release.flatcar-linux.net/amd64-usr/{}",
+            os.download_protocol.as_str(),
+            os.channel.as_str(),
+            os.version
+        )
+    };
+    let mut args = vec![
+        format!("initrd={PXE_INITRD}"),
+        format!(
+            "ignition.config.url={}/ignition?uuid=${{uuid}}&mac=${{mac:hexhyp}}",
+            cluster.boot_server_http
+        ),
+        "flatcar.first_boot=yes".to_string(),
+    ];
+    args.extend(cluster.kernel_console.iter().cloned());
+    args.extend(node.effective_kernel_args(cluster).iter().cloned());
+    Boot {
+        kernel: format!("{base}/{PXE_KERNEL}"),
+        initrd: vec![format!("{base}/{PXE_INITRD}")],
+        args,
+    }
+}
+
+/// Which rendered document `roundhouse render --what` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    Final,
+    Installer,
+    Profile,
+}
+
+impl RenderedNode {
+    /// The document for `item`, as JSON.
+    pub fn item(&self, item: Item) -> Value {
+        match item {
+            Item::Final => self.final_config.clone(),
+            Item::Installer => self.installer_config.clone(),
+            Item::Profile => json!({
+                "install": self.install_profile,
+                "installed": self.node_profile,
+                "groups": [self.install_group, self.node_group],
+            }),
+        }
+    }
+
+    /// Whether this node is a controller.
+    pub fn is_controller(&self) -> bool {
+        self.role == Role::Controller
+    }
+}

@@ -1,0 +1,190 @@
+//! Butane snippets: translation (with diagnostics mapped back onto the user's files) and merging
+//! into a node's config by Ignition's merge rules.
+
+use std::path::{Path, PathBuf};
+
+use roundhouse_config::{Cluster, Diagnostic, Diagnostics, Severity, Snippet, SnippetOrigin};
+use serde_json::Value;
+
+use crate::RenderOptions;
+
+/// Cluster-wide snippets, translated once per render rather than once per node.
+pub struct SharedSnippets {
+    pub final_configs: Vec<Value>,
+    pub installer_configs: Vec<Value>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl SharedSnippets {
+    pub fn translate(cluster: &Cluster, options: &RenderOptions) -> Result<Self, Diagnostics> {
+        let mut warnings = Vec::new();
+        let final_configs = translate_all(&cluster.snippets, cluster, options, &mut warnings);
+        let installer_configs =
+            translate_all(&cluster.installer_snippets, cluster, options, &mut warnings);
+        match (final_configs, installer_configs) {
+            (Ok(final_configs), Ok(installer_configs)) => Ok(SharedSnippets {
+                final_configs,
+                installer_configs,
+                warnings,
+            }),
+            (Err(a), Err(b)) => Err(Diagnostics([a.0, b.0].concat())),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+}
+
+/// Translates each snippet; collects the errors of all of them before failing.
+pub fn translate_all(
+    snippets: &[Snippet],
+    cluster: &Cluster,
+    options: &RenderOptions,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Vec<Value>, Diagnostics> {
+    let mut configs = Vec::with_capacity(snippets.len());
+    let mut errors = Vec::new();
+    for snippet in snippets {
+        match translate(snippet, cluster, options) {
+            Ok((config, w)) => {
+                configs.push(config);
+                warnings.extend(w);
+            }
+            Err(d) => errors.extend(d),
+        }
+    }
+    if errors.is_empty() {
+        Ok(configs)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+fn translate(
+    snippet: &Snippet,
+    cluster: &Cluster,
+    options: &RenderOptions,
+) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let base_dir = cluster
+        .source
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let butane_options = butane::Options {
+        files_dir: Some(base_dir),
+        strict: options.strict,
+    };
+    match butane::translate(&snippet.text, &butane_options) {
+        Ok(t) => {
+            let warnings = t
+                .report
+                .entries
+                .iter()
+                .map(|e| to_diagnostic(snippet, e))
+                .collect();
+            Ok((t.config, warnings))
+        }
+        Err(butane::Error::Report(report)) => {
+            Err(report.entries.iter().map(|e| to_diagnostic(snippet, e)).collect())
+        }
+        Err(other) => Err(vec![Diagnostic::error_in_file(
+            &origin_file(snippet),
+            format!("translating Butane snippet: {other}"),
+        )]),
+    }
+}
+
+fn origin_file(snippet: &Snippet) -> PathBuf {
+    match &snippet.origin {
+        SnippetOrigin::File(p) => p.clone(),
+        SnippetOrigin::Inline { file, .. } => file.clone(),
+    }
+}
+
+/// Places a Butane report entry (line/column within the snippet text) onto the file the user
+/// edits: the snippet's own file, or the cluster file around an inline heredoc.
+fn to_diagnostic(snippet: &Snippet, entry: &butane::Entry) -> Diagnostic {
+    let severity = match entry.kind {
+        butane::Kind::Warning => Severity::Warning,
+        _ => Severity::Error,
+    };
+    let message = if entry.path.is_empty() {
+        entry.message.clone()
+    } else {
+        format!("{} (at {})", entry.message, entry.path)
+    };
+    let (Some(line), Some(column)) = (entry.line, entry.column) else {
+        let mut d = Diagnostic::error_in_file(&origin_file(snippet), message);
+        d.severity = severity;
+        return d;
+    };
+    let mut d = match &snippet.origin {
+        SnippetOrigin::File(path) => {
+            Diagnostic::error_at_line_col(path, &snippet.text, line, column, 1, message)
+        }
+        SnippetOrigin::Inline {
+            file,
+            line: first_line,
+        } => {
+            // The heredoc's indentation was stripped: find the snippet line inside the cluster
+            // file's line to recover the column the user sees.
+            let snippet_line = snippet.text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+            let file_line_no = first_line + line - 1;
+            let file_text = std::fs::read_to_string(file).unwrap_or_default();
+            let file_line = file_text.lines().nth(file_line_no - 1).unwrap_or("");
+            let indent = if snippet_line.is_empty() {
+                0
+            } else {
+                file_line.find(snippet_line).map_or(0, |i| file_line[..i].chars().count())
+            };
+            if file_text.is_empty() {
+                Diagnostic::error_at_line_col(file, &snippet.text, line, column, 1, message)
+            } else {
+                Diagnostic::error_at_line_col(
+                    file,
+                    &file_text,
+                    file_line_no,
+                    column + indent,
+                    1,
+                    message,
+                )
+            }
+        }
+    };
+    d.severity = severity;
+    d
+}
+
+/// Ignition's merge of `child` into `parent`; the result carries the newer of the two spec
+/// versions, since a 3.3.0 config is also valid under 3.4.0 but not the other way round.
+pub fn merge(parent: &Value, child: &Value) -> Value {
+    let mut merged = butane::merge::merge(parent, child);
+    let version = |v: &Value| {
+        v.pointer("/ignition/version")
+            .and_then(Value::as_str)
+            .map(parse_version)
+    };
+    if let (Some(a), Some(b)) = (version(parent), version(child)) {
+        let newest = if a >= b { parent } else { child };
+        if let (Some(slot), Some(v)) = (
+            merged.pointer_mut("/ignition/version"),
+            newest.pointer("/ignition/version"),
+        ) {
+            *slot = v.clone();
+        }
+    }
+    merged
+}
+
+fn parse_version(v: &str) -> (u32, u32, u32, bool) {
+    let (core, pre) = match v.split_once('-') {
+        Some((c, _)) => (c, true),
+        None => (v, false),
+    };
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        // A release sorts after its own pre-releases.
+        !pre,
+    )
+}
