@@ -67,7 +67,9 @@ impl Diagnostic {
             .map_or(source.len(), |i| offset + i);
         let line = source[..offset].matches('\n').count() + 1;
         let column = source[line_start..offset].chars().count() + 1;
-        let source_line = source[line_start..line_end].trim_end_matches('\r').to_string();
+        let source_line = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
         let end = floor_char_boundary(source, (offset + len).min(line_end));
         let span_len = source[offset..end].chars().count().max(1);
         Diagnostic {

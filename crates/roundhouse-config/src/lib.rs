@@ -4,6 +4,8 @@
 //! gets [`Diagnostics`] naming file, line and column of each problem. Nothing here writes files.
 
 pub mod diagnostic;
+mod eval;
+mod load;
 pub mod model;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
@@ -18,6 +20,9 @@ pub struct LoadOptions {
     pub vars: Vec<(String, String)>,
     /// `--var-file PATH` files (HCL `name = value` lines), in order.
     pub var_files: Vec<PathBuf>,
+    /// The environment `ROUNDHOUSE_VAR_<name>` values are looked up in; `None` means the
+    /// process environment. Tests pass their own so they don't depend on the caller's.
+    pub env: Option<Vec<(String, String)>>,
 }
 
 /// Reads, evaluates and validates the cluster file at `path`.
@@ -34,9 +39,5 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Cluster, Diagnostics> 
 /// Like [`load`] with the file's text already read; `path` is used for messages and for
 /// resolving relative paths.
 pub fn load_str(path: &Path, text: &str, options: &LoadOptions) -> Result<Cluster, Diagnostics> {
-    let _ = (text, options);
-    Err(Diagnostics(vec![Diagnostic::error_in_file(
-        path,
-        "cluster file parsing is not implemented yet",
-    )]))
+    load::load(path, text, options)
 }

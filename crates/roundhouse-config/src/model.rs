@@ -191,7 +191,9 @@ impl Node {
 
     /// Install target in effect for this node.
     pub fn effective_install_target<'a>(&'a self, cluster: &'a Cluster) -> &'a InstallTarget {
-        self.install_target.as_ref().unwrap_or(&cluster.install.target)
+        self.install_target
+            .as_ref()
+            .unwrap_or(&cluster.install.target)
     }
 }
 
