@@ -139,6 +139,8 @@ struct Fields<'a> {
     /// Span of the block header, where "missing attribute" errors point.
     header: Range<usize>,
     attrs: BTreeMap<&'a str, &'a Attribute>,
+    /// Names suggested for misspelt attributes: a typo already explains why one is "missing".
+    suggested: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
@@ -162,13 +164,14 @@ fn fields<'a>(
     body: &'a Body,
     what: String,
     header: Range<usize>,
-    attrs: &[&str],
+    attrs: &[&'static str],
     blocks: &[&str],
     src: &Source,
     sink: &mut Sink,
 ) -> (Fields<'a>, Vec<&'a Block>) {
     let mut known = BTreeMap::new();
     let mut nested = Vec::new();
+    let mut suggested = Vec::new();
     for attr in body.attributes() {
         let key = attr.key.value().as_str();
         if attrs.contains(&key) {
@@ -181,10 +184,12 @@ fn fields<'a>(
                 .help = Some(format!("write `{key} {{ ... }}` without `=`"));
             continue;
         }
+        let close = did_you_mean(key, attrs);
+        suggested.extend(close);
         let d = sink.error(src, &span, format!("unknown attribute `{key}` in {what}"));
         d.help = lokomotive_hint(key)
             .map(String::from)
-            .or_else(|| did_you_mean(key, attrs).map(|c| format!("did you mean `{c}`?")))
+            .or_else(|| close.map(|c| format!("did you mean `{c}`?")))
             .or_else(|| Some(format!("{what} takes: {}", attrs.join(", "))));
     }
     for block in body.blocks() {
@@ -215,6 +220,7 @@ fn fields<'a>(
             what,
             header,
             attrs: known,
+            suggested,
         },
         nested,
     )
@@ -273,6 +279,9 @@ impl Reader<'_, '_> {
 
     /// A required attribute that is missing.
     fn missing(&mut self, f: &Fields<'_>, name: &str, hint: &str) {
+        if f.suggested.contains(&name) {
+            return;
+        }
         let src = self.scope.src;
         let d = self
             .sink
@@ -564,6 +573,9 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
         d.help =
             Some(lokomotive_hint(key).map(String::from).unwrap_or_else(|| {
                 match did_you_mean(key, CLUSTER_ATTRS) {
+                    Some(c) if c == key => {
+                        format!("`{key}` is a cluster setting: move it inside `cluster {{ ... }}`")
+                    }
                     Some(c) => format!(
                         "cluster settings go inside `cluster {{ ... }}` (did you mean `{c}` there?)"
                     ),
@@ -1123,13 +1135,37 @@ pub(crate) fn pubkey_problem(key: &str) -> Option<String> {
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob) else {
         return Some("the key data is not valid base64".into());
     };
-    // The blob starts with its own type name as an SSH string: u32 length, then the name.
-    let inner = bytes
-        .get(..4)
-        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
-        .and_then(|len| bytes.get(4..4 + len));
-    if inner != Some(kind.as_bytes()) {
+    // The blob is a sequence of SSH strings (u32 length, then bytes), starting with its own
+    // type name. Certificates carry fixed-size fields too, so only their type name is checked.
+    let mut fields: Vec<&[u8]> = Vec::new();
+    let mut rest = bytes.as_slice();
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        match rest.get(4..4 + len) {
+            Some(field) => {
+                fields.push(field);
+                rest = &rest[4 + len..];
+            }
+            None => break,
+        }
+        if kind.contains("-cert-") {
+            break;
+        }
+    }
+    if fields.first() != Some(&kind.as_bytes()) {
         return Some(format!("the key data does not hold a `{kind}` key"));
+    }
+    let complete = if kind.contains("-cert-") {
+        true
+    } else if kind == "ssh-ed25519" {
+        rest.is_empty() && fields.len() == 2 && fields[1].len() == 32
+    } else {
+        rest.is_empty() && fields.len() >= 2
+    };
+    if !complete {
+        return Some(
+            "the key data is truncated or damaged; copy the whole line of the .pub file".into(),
+        );
     }
     None
 }
@@ -1223,6 +1259,7 @@ fn read_power(
         what: format!("power settings of node \"{node_name}\""),
         header,
         attrs,
+        suggested: Vec::new(),
     };
     let Some(driver_attr) = f.get("driver") else {
         r.missing(&f, "driver", "one of \"command\", \"ipmi\", \"redfish\"");
@@ -1619,6 +1656,17 @@ mod tests {
             .is_some()
         );
         assert!(pubkey_problem("ssh-ed25519 not*base64").is_some());
+        // The type name alone, with the key bytes cut off.
+        assert!(
+            pubkey_problem("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEwEbST")
+                .unwrap()
+                .contains("truncated")
+        );
+        // Generated with ssh-keygen for this test.
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDZ7zp9oswLjUGSkJe2puQ+klEhJrAYYX3n1DyMPowEvezgztFrS5asACDCXSmqXyoZkeIKWlNradHMTGAbOyPNXZ/lEVCEX9jVq0h5a4jfjHgarT7CxkeYsV7J99NawVS766Y6C2/JiLZ6jkrVsSKbXlL1FzUelC95d+yw2hkpgw== a@b";
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMgN+FidoimNzD8jvaViGGVRzWVxZsMLxyTCk29qecQVEuAlwjUEbsySUmb7V+C2FZOxS0z4dNm9SESi5nCQVa8= e@b";
+        assert_eq!(pubkey_problem(ecdsa), None);
+        assert_eq!(pubkey_problem(rsa), None);
         assert!(
             pubkey_problem("-----BEGIN OPENSSH PRIVATE KEY----- abc")
                 .unwrap()

@@ -1,0 +1,27 @@
+# Every problem in a file is reported in one run, top to bottom.
+cluster {
+  name             = "lab"
+  asset_dir        = "assets"
+  ssh_pubkeys      = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEwEbST/X/2YKziaO3t8rbKsfdLARHKCbsKAl9kE5Ml op@lab"]
+  boot_server_http = "http://10.0.0.2:8080"
+  os_channel       = "edge"
+}
+
+node "n1" {
+  role   = "boss"
+  mac    = "52:54:00:00:00:01"
+  domain = "10.0.0.11"
+}
+
+node "n2" {
+  role   = "controller"
+  mac    = "not-a-mac"
+  domain = "10.0.0.12"
+}
+
+node "n3" {
+  role   = "controller"
+  mac    = "52:54:00:00:00:03"
+  domain = "10.0.0.11"
+  kernel_arg = ["quiet"]
+}
