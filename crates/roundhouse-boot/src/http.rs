@@ -1,0 +1,487 @@
+//! The HTTP transport: matchbox's routes plus health, metrics and the fetch-journal API.
+//!
+//! Handlers only translate: they parse labels, ask the [`Index`] for a body and turn
+//! [`ServeError`]s into status codes. Everything a request needs is in memory; no handler reads
+//! the data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+
+use crate::index::{Body, GroupEntry, Index, ServeError};
+use crate::labels::Labels;
+use crate::metrics::{Gauges, Metrics, Route};
+use crate::render;
+use crate::state::{FetchJournal, FetchRecord, JournalQuery, MemoryJournal, Netboot, NetbootState};
+
+/// Longest query string accepted; longer ones get `414 URI Too Long`.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// Default number of journal records kept in memory.
+pub const DEFAULT_JOURNAL_RECORDS: usize = 10_000;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+/// matchbox's content type for `/metadata`, misspelling included: clients may compare it.
+const METADATA_TYPE: &str = "plain/text";
+const JSON: &str = "application/json";
+
+/// One generation of everything requests read: the index and the netboot state loaded with it.
+pub struct Snapshot {
+    /// Groups, profiles and configs.
+    pub index: Index,
+    /// Netboot decisions from the state directory; `None` when there is no roundhouse state.
+    pub netboot: Option<Arc<dyn NetbootState>>,
+    /// When this generation was loaded.
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    /// A snapshot of `index` without roundhouse state, loaded now.
+    pub fn new(index: Index) -> Snapshot {
+        Snapshot {
+            index,
+            netboot: None,
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    netboot_override: Option<Arc<dyn NetbootState>>,
+    journal: Arc<dyn FetchJournal>,
+    metrics: Metrics,
+    assets: Option<PathBuf>,
+}
+
+/// The server's state, cheap to clone into handlers.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AppState`].
+pub struct AppStateBuilder {
+    snapshot: Snapshot,
+    netboot: Option<Arc<dyn NetbootState>>,
+    journal: Option<Arc<dyn FetchJournal>>,
+    assets: Option<PathBuf>,
+}
+
+impl AppStateBuilder {
+    /// Serves `/assets/` from this directory (otherwise `/assets/` is a 404).
+    pub fn assets(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.assets = Some(dir.into());
+        self
+    }
+
+    /// Uses this netboot state instead of the one loaded with each snapshot.
+    pub fn netboot(mut self, state: Arc<dyn NetbootState>) -> Self {
+        self.netboot = Some(state);
+        self
+    }
+
+    /// Records fetches here (default: an in-memory journal).
+    pub fn journal(mut self, journal: Arc<dyn FetchJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Finishes the state.
+    pub fn build(self) -> AppState {
+        AppState {
+            shared: Arc::new(Shared {
+                snapshot: ArcSwap::from_pointee(self.snapshot),
+                netboot_override: self.netboot,
+                journal: self
+                    .journal
+                    .unwrap_or_else(|| Arc::new(MemoryJournal::new(DEFAULT_JOURNAL_RECORDS))),
+                metrics: Metrics::default(),
+                assets: self.assets,
+            }),
+        }
+    }
+}
+
+impl AppState {
+    /// Starts building a state serving `snapshot`.
+    pub fn builder(snapshot: Snapshot) -> AppStateBuilder {
+        AppStateBuilder {
+            snapshot,
+            netboot: None,
+            journal: None,
+            assets: None,
+        }
+    }
+
+    /// A state serving `index`, with no assets, no gating and an in-memory journal.
+    pub fn new(index: Index) -> AppState {
+        AppState::builder(Snapshot::new(index)).build()
+    }
+
+    /// Replaces the serving snapshot. Requests in flight finish on the old one.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.shared.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The serving snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The fetch journal.
+    pub fn journal(&self) -> &Arc<dyn FetchJournal> {
+        &self.shared.journal
+    }
+
+    fn netboot(&self, snap: &Snapshot) -> Option<Arc<dyn NetbootState>> {
+        self.shared
+            .netboot_override
+            .clone()
+            .or_else(|| snap.netboot.clone())
+    }
+}
+
+/// The router: matchbox's HTTP API, `/healthz`, `/metrics` and `/roundhouse/v1/fetches`.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/", get(home))
+        .route("/boot.ipxe", get(boot_ipxe))
+        .route("/boot.ipxe.0", get(boot_ipxe))
+        .route("/ipxe", get(ipxe))
+        .route("/grub", get(grub))
+        .route("/ignition", get(ignition))
+        .route("/generic", get(generic))
+        .route("/metadata", get(metadata))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/roundhouse/v1/fetches", get(fetches))
+        .fallback(not_found);
+    if let Some(dir) = &state.shared.assets {
+        router = router.nest_service("/assets", tower_http::services::ServeDir::new(dir));
+    }
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Details a handler leaves on its response for the access log.
+#[derive(Debug, Clone, Default)]
+struct AccessNote {
+    group: Option<String>,
+    mac: Option<String>,
+    reason: Option<String>,
+}
+
+/// Bounds the query, times the request, counts it and writes the access log line.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = Route::of_path(req.uri().path());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let client = client_of(req.extensions());
+    let too_long = req.uri().query().is_some_and(|q| q.len() > MAX_QUERY_BYTES);
+    let response = if too_long {
+        text_response(StatusCode::URI_TOO_LONG, "414 query string too long\n")
+    } else {
+        next.run(req).await
+    };
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    state.metrics().observe(route, status, elapsed);
+    let note = response
+        .extensions()
+        .get::<AccessNote>()
+        .cloned()
+        .unwrap_or_default();
+    tracing::info!(
+        target: "roundhouse_boot::access",
+        %method,
+        path,
+        status,
+        micros = elapsed.as_micros() as u64,
+        client = client.map(|c| c.ip().to_string()),
+        mac = note.mac,
+        group = note.group,
+        reason = note.reason,
+    );
+    response
+}
+
+fn client_of(ext: &axum::http::Extensions) -> Option<SocketAddr> {
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+/// The peer address, when the server was started with connection info (tests may not).
+struct Client(Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(client_of(&parts.extensions)))
+    }
+}
+
+fn text_response(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, TEXT)], body).into_response()
+}
+
+fn body_response(content_type: &'static str, body: Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+async fn home() -> Response {
+    text_response(StatusCode::OK, "matchbox\n")
+}
+
+async fn not_found() -> Response {
+    text_response(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+async fn boot_ipxe() -> Response {
+    text_response(StatusCode::OK, render::IPXE_BOOTSTRAP)
+}
+
+async fn healthz() -> Response {
+    text_response(StatusCode::OK, "ok\n")
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snap = state.snapshot();
+    let report = snap.index.report();
+    let gauges = Gauges {
+        groups: report.groups,
+        profiles: report.profiles,
+        files: report.files,
+        problems: report.problems.len(),
+        loaded_at: snap
+            .loaded_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        gating: state.netboot(&snap).is_some(),
+        journal_dropped: state.journal().dropped(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(&gauges),
+    )
+        .into_response()
+}
+
+async fn fetches(State(state): State<AppState>, uri: Uri) -> Response {
+    let labels = match Labels::parse(uri.query().unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    let limit = match labels.get("limit").map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return bad_request("limit must be a number"),
+    };
+    let mac = match labels.get("mac") {
+        None => None,
+        Some(_) => match labels.mac() {
+            Some(m) => Some(m.to_string()),
+            None => return bad_request("mac is not a MAC address"),
+        },
+    };
+    let records = state.journal().recent(&JournalQuery { mac, limit });
+    match serde_json::to_vec(&records) {
+        Ok(body) => body_response(JSON, body.into()),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn bad_request(reason: &str) -> Response {
+    let mut r = (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, TEXT)],
+        format!("400 bad request: {reason}\n"),
+    )
+        .into_response();
+    r.extensions_mut().insert(AccessNote {
+        reason: Some(reason.to_string()),
+        ..AccessNote::default()
+    });
+    r
+}
+
+async fn ipxe(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
+    s.serve(Route::Ipxe, &uri, client.0)
+}
+
+async fn grub(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
+    s.serve(Route::Grub, &uri, client.0)
+}
+
+async fn ignition(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
+    s.serve(Route::Ignition, &uri, client.0)
+}
+
+async fn generic(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
+    s.serve(Route::Generic, &uri, client.0)
+}
+
+async fn metadata(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
+    s.serve(Route::Metadata, &uri, client.0)
+}
+
+/// What a selecting route answered, before it becomes a response.
+struct Answer {
+    body: Body,
+    content_type: &'static str,
+    local_boot: bool,
+}
+
+impl AppState {
+    /// Answers one of the selecting routes (`/ipxe`, `/grub`, `/ignition`, `/generic`,
+    /// `/metadata`) and records the fetch.
+    fn serve(&self, route: Route, uri: &Uri, client: Option<SocketAddr>) -> Response {
+        let raw_query = uri.query().unwrap_or("");
+        let labels = match Labels::parse(raw_query) {
+            Ok(l) => l,
+            Err(e) => return bad_request(&e.to_string()),
+        };
+        let mac = labels.mac();
+        let snap = self.snapshot();
+        let selected = snap.index.select_group(&labels);
+        let result = self.answer(route, &snap, selected, &labels, raw_query);
+        let (status, response, digest, local_boot, reason) = match result {
+            Ok(answer) => {
+                self.metrics().config_served(route, &answer.body.digest);
+                (
+                    StatusCode::OK,
+                    body_response(answer.content_type, answer.body.bytes.clone()),
+                    Some(answer.body.digest.to_string()),
+                    answer.local_boot,
+                    None,
+                )
+            }
+            Err(ServeError::NotFound(reason)) => (
+                StatusCode::NOT_FOUND,
+                text_response(StatusCode::NOT_FOUND, "404 page not found\n"),
+                None,
+                false,
+                Some(reason),
+            ),
+            Err(ServeError::Broken(reason)) => {
+                tracing::error!(route = route.as_str(), %reason, "serving a config");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    text_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 internal server error: the stored config is invalid (see the server log)\n",
+                    ),
+                    None,
+                    false,
+                    Some(reason),
+                )
+            }
+        };
+        let group = selected.filter(|_| !local_boot);
+        self.journal().record(FetchRecord {
+            time: crate::state::rfc3339_now(),
+            route: route.as_str().to_string(),
+            status: status.as_u16(),
+            mac: mac.map(|m| m.to_string()),
+            client: client.map(|c| c.ip().to_string()),
+            group: group.map(|g| g.group.id.clone()),
+            profile: group.map(|g| g.group.profile.clone()),
+            digest,
+            local_boot,
+        });
+        let mut response = response;
+        response.extensions_mut().insert(AccessNote {
+            group: group.map(|g| g.group.id.clone()),
+            mac: mac.map(|m| m.to_string()),
+            reason,
+        });
+        response
+    }
+
+    fn answer(
+        &self,
+        route: Route,
+        snap: &Snapshot,
+        selected: Option<&GroupEntry>,
+        labels: &Labels,
+        raw_query: &str,
+    ) -> Result<Answer, ServeError> {
+        if matches!(route, Route::Ipxe | Route::Grub)
+            && let Some(mac) = labels.mac()
+            && let Some(state) = self.netboot(snap)
+            && state.netboot(&mac) == Some(Netboot::Installed)
+        {
+            let mac = mac.to_string();
+            let text = if route == Route::Ipxe {
+                render::ipxe_local_boot(&mac)
+            } else {
+                render::grub_local_boot(&mac)
+            };
+            return Ok(Answer {
+                body: Body::new(text),
+                content_type: TEXT,
+                local_boot: true,
+            });
+        }
+        let entry = selected.ok_or_else(|| ServeError::NotFound("no matching group".into()))?;
+        let index = &snap.index;
+        let (body, content_type) = match route {
+            Route::Ipxe | Route::Grub => {
+                let profile = index.profile(&entry.group.profile)?;
+                let body = if route == Route::Ipxe {
+                    &profile.ipxe
+                } else {
+                    &profile.grub
+                };
+                let body = body.clone().ok_or_else(|| {
+                    ServeError::NotFound(format!(
+                        "profile {:?} has no boot settings",
+                        entry.group.profile
+                    ))
+                })?;
+                (body, TEXT)
+            }
+            Route::Ignition => (index.ignition(entry, labels, raw_query)?, JSON),
+            Route::Generic => (index.generic(entry, labels, raw_query)?, TEXT),
+            Route::Metadata => {
+                let data = render::template_data(&entry.group, labels, raw_query);
+                (Body::new(render::metadata_env(&data)), METADATA_TYPE)
+            }
+            _ => return Err(ServeError::NotFound("not a selecting route".into())),
+        };
+        Ok(Answer {
+            body,
+            content_type,
+            local_boot: false,
+        })
+    }
+}

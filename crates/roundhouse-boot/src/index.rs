@@ -1,0 +1,841 @@
+//! The in-memory index of a matchbox data directory, and group selection over it.
+//!
+//! An [`Index`] is built once per load and never changes; reloading builds a new one and swaps
+//! it in whole, so a request sees one consistent generation of groups, profiles and configs.
+//!
+//! # Selection in O(1) of the fleet size
+//!
+//! matchbox sorts all groups by precedence (most selectors first, then the selector string,
+//! greatest first) and takes the first whose selectors all equal the request's labels. We keep
+//! that exact order as each group's *rank*, and file every group under one of its selectors
+//! (preferring `mac`, then `uuid`, `serial`, `hostname`, then the first key by name): a group
+//! filed under `mac=X` can only match a request whose `mac` label is `X`. A request therefore
+//! only looks at the groups filed under its own label values, plus the few groups without a
+//! usable selector (catch-alls, or selectors whose value is empty, which Go matches against a
+//! missing label). The first match in rank order among those candidates is exactly matchbox's
+//! answer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bootdata::{Group, Mac, Profile};
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+use crate::engine::{self, Template};
+use crate::ignition;
+use crate::labels::Labels;
+use crate::render;
+
+/// Largest file the loader reads; anything bigger is reported and skipped.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// How deep the loader descends into `ignition/` and `generic/`.
+const MAX_DEPTH: usize = 8;
+/// Rendered template responses kept per index generation.
+const RENDER_CACHE_ENTRIES: usize = 8192;
+
+/// Selector keys worth filing groups under, most selective first.
+const PREFERRED_KEYS: &[&str] = &["mac", "uuid", "serial", "hostname"];
+
+/// A response body with its digest, shared between requests without copying.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// The bytes served.
+    pub bytes: Bytes,
+    /// `sha256:<hex>` of `bytes`.
+    pub digest: Arc<str>,
+}
+
+impl Body {
+    /// Wraps bytes and computes their digest.
+    pub fn new(bytes: impl Into<Bytes>) -> Body {
+        let bytes = bytes.into();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        Body {
+            bytes,
+            digest: digest.into(),
+        }
+    }
+}
+
+/// A group as loaded, with its precedence rank (0 wins first).
+#[derive(Debug)]
+pub struct GroupEntry {
+    /// The group, with its `mac` selectors normalised as matchbox normalises them.
+    pub group: Group,
+    /// Position in matchbox's precedence order.
+    pub rank: u32,
+    /// File it came from, relative to the data directory.
+    pub source: String,
+    selector: Vec<(String, String)>,
+}
+
+impl GroupEntry {
+    /// Whether every selector equals the label of the same key. A missing label reads as the
+    /// empty string, as a Go map lookup does.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.selector
+            .iter()
+            .all(|(k, v)| labels.get(k).unwrap_or("") == v)
+    }
+}
+
+/// A profile with its pre-rendered boot scripts.
+#[derive(Debug)]
+pub struct ProfileEntry {
+    /// The profile as loaded.
+    pub profile: Profile,
+    /// `/ipxe` body, when the profile has boot settings.
+    pub ipxe: Option<Body>,
+    /// `/grub` body, when the profile has boot settings.
+    pub grub: Option<Body>,
+}
+
+/// A file under `ignition/` or `generic/`, prepared at load time.
+#[derive(Debug, Clone)]
+pub enum ConfigFile {
+    /// An Ignition config (`*.ign`, `*.ignition`), validated; `Err` holds why it is unusable.
+    Ignition(Result<Body, Arc<str>>),
+    /// A template (Butane under `ignition/`, anything under `generic/`), parsed.
+    Template(Result<Template, Arc<str>>),
+}
+
+/// A file or document the loader could not use, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Problem {
+    /// Path relative to the data directory.
+    pub path: String,
+    /// Why it was skipped or marked unusable.
+    pub reason: String,
+}
+
+/// Counts and problems of one load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Groups loaded.
+    pub groups: usize,
+    /// Profiles loaded.
+    pub profiles: usize,
+    /// Files under `ignition/` and `generic/` loaded.
+    pub files: usize,
+    /// Everything that could not be used.
+    pub problems: Vec<Problem>,
+}
+
+/// Why a data directory could not be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The data directory itself cannot be read.
+    #[error("reading data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The directory was replaced while it was being read; a retry will see the new one.
+    #[error("data directory {0} changed while it was being loaded")]
+    Changed(PathBuf),
+}
+
+/// Why a request cannot be answered from the index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    /// Nothing to serve (no group, no profile, no config, template error): matchbox's 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The data exists but is unusable (an invalid Ignition config): a 500, never an empty 200.
+    #[error("{0}")]
+    Broken(String),
+}
+
+struct KeyIndex {
+    key: String,
+    by_value: HashMap<String, Vec<u32>>,
+}
+
+type RenderKey = (u32, String, String);
+
+/// One immutable generation of a data directory.
+pub struct Index {
+    groups: Vec<GroupEntry>,
+    keyed: Vec<KeyIndex>,
+    unindexed: Vec<u32>,
+    profiles: HashMap<String, ProfileEntry>,
+    files: HashMap<String, ConfigFile>,
+    render_cache: Mutex<HashMap<RenderKey, Result<Body, ServeError>>>,
+    report: LoadReport,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("groups", &self.groups.len())
+            .field("profiles", &self.profiles.len())
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+impl Index {
+    /// An index with nothing in it (every selection fails).
+    pub fn empty() -> Index {
+        Index::build(
+            Vec::new(),
+            HashMap::new(),
+            HashMap::new(),
+            LoadReport::default(),
+        )
+    }
+
+    /// Builds an index from groups (with their source names), profiles keyed by file stem, and
+    /// config files keyed by their path relative to the data directory
+    /// (`ignition/x.ign`, `generic/y`).
+    pub fn from_parts(
+        groups: Vec<(String, Group)>,
+        profiles: Vec<(String, Profile)>,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Index {
+        let mut report = LoadReport::default();
+        let mut entries = Vec::new();
+        for (source, group) in groups {
+            match normalise_group(group) {
+                Ok(g) => entries.push((source, g)),
+                Err(reason) => report.problems.push(Problem {
+                    path: source,
+                    reason,
+                }),
+            }
+        }
+        let profiles = profiles
+            .into_iter()
+            .map(|(stem, p)| (format!("profiles/{stem}.json"), prepare_profile(p)))
+            .collect();
+        let files = files
+            .into_iter()
+            .map(|(path, bytes)| {
+                let file = prepare_file(&path, bytes);
+                if let Some(reason) = file_problem(&file) {
+                    report.problems.push(Problem {
+                        path: path.clone(),
+                        reason,
+                    });
+                }
+                (path, file)
+            })
+            .collect();
+        Index::build(entries, profiles, files, report)
+    }
+
+    fn build(
+        mut groups: Vec<(String, Group)>,
+        profiles: HashMap<String, ProfileEntry>,
+        files: HashMap<String, ConfigFile>,
+        mut report: LoadReport,
+    ) -> Index {
+        // matchbox: sort.Reverse(ByReqs): more selectors first, then greater selector string
+        // first. Go's sort is not stable, so for two groups with identical selectors matchbox's
+        // choice is arbitrary; we break the tie by file name so it is at least repeatable.
+        let mut keyed_groups: Vec<(usize, String, String, Group)> = groups
+            .drain(..)
+            .map(|(source, g)| (g.selector.len(), selector_string(&g), source, g))
+            .collect();
+        keyed_groups.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then(a.2.cmp(&b.2))
+        });
+
+        let mut entries = Vec::with_capacity(keyed_groups.len());
+        let mut keyed: Vec<KeyIndex> = Vec::new();
+        let mut unindexed = Vec::new();
+        for (rank, (_, _, source, group)) in keyed_groups.into_iter().enumerate() {
+            let rank = rank as u32;
+            let selector: Vec<(String, String)> = group
+                .selector
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match index_key(&selector) {
+                Some((k, v)) => {
+                    let slot = match keyed.iter().position(|ki| ki.key == k) {
+                        Some(i) => i,
+                        None => {
+                            keyed.push(KeyIndex {
+                                key: k.to_string(),
+                                by_value: HashMap::new(),
+                            });
+                            keyed.len() - 1
+                        }
+                    };
+                    keyed[slot]
+                        .by_value
+                        .entry(v.to_string())
+                        .or_default()
+                        .push(rank);
+                }
+                None => unindexed.push(rank),
+            }
+            entries.push(GroupEntry {
+                group,
+                rank,
+                source,
+                selector,
+            });
+        }
+        report.groups = entries.len();
+        report.profiles = profiles.len();
+        report.files = files.len();
+        Index {
+            groups: entries,
+            keyed,
+            unindexed,
+            profiles,
+            files,
+            render_cache: Mutex::new(HashMap::new()),
+            report,
+        }
+    }
+
+    /// What this load found and what it could not use.
+    pub fn report(&self) -> &LoadReport {
+        &self.report
+    }
+
+    /// All groups in precedence order.
+    pub fn groups(&self) -> &[GroupEntry] {
+        &self.groups
+    }
+
+    /// The group matchbox would select for these labels.
+    pub fn select_group(&self, labels: &Labels) -> Option<&GroupEntry> {
+        let mut best: Option<u32> = None;
+        let mut consider = |ranks: &[u32]| {
+            for &r in ranks {
+                if best.is_some_and(|b| r >= b) {
+                    break;
+                }
+                if self.groups[r as usize].matches(labels) {
+                    best = Some(r);
+                    break;
+                }
+            }
+        };
+        for ki in &self.keyed {
+            if let Some(ranks) = labels.get(&ki.key).and_then(|v| ki.by_value.get(v)) {
+                consider(ranks);
+            }
+        }
+        consider(&self.unindexed);
+        best.map(|r| &self.groups[r as usize])
+    }
+
+    /// The profile a group names, looked up as matchbox reads `profiles/<name>.json`.
+    pub fn profile(&self, name: &str) -> Result<&ProfileEntry, ServeError> {
+        let key = clean_join("profiles", &format!("{name}.json"))
+            .ok_or_else(|| ServeError::NotFound(format!("invalid profile name {name:?}")))?;
+        let entry = self
+            .profiles
+            .get(&key)
+            .ok_or_else(|| ServeError::NotFound(format!("no profile named {name:?}")))?;
+        // matchbox's ProfileGet refuses a profile without an id.
+        if entry.profile.id.is_empty() {
+            return Err(ServeError::NotFound(format!("profile {name:?} has no id")));
+        }
+        Ok(entry)
+    }
+
+    /// The file `name` under `dir` (`ignition` or `generic`), resolved as matchbox resolves it.
+    pub fn file(&self, dir: &str, name: &str) -> Option<&ConfigFile> {
+        self.files.get(&clean_join(dir, name)?)
+    }
+
+    /// The body for `/ignition`: a stored Ignition config as is, or a Butane template rendered
+    /// with the request's data and translated.
+    pub fn ignition(
+        &self,
+        entry: &GroupEntry,
+        labels: &Labels,
+        raw_query: &str,
+    ) -> Result<Body, ServeError> {
+        let profile = &self.profile(&entry.group.profile)?.profile;
+        let name = &profile.ignition_id;
+        let file = self
+            .file("ignition", name)
+            .filter(|_| !name.is_empty())
+            .ok_or_else(|| {
+                ServeError::NotFound(format!(
+                    "no Ignition config or Butane template named {name:?}"
+                ))
+            })?;
+        match file {
+            ConfigFile::Ignition(Ok(body)) => Ok(body.clone()),
+            ConfigFile::Ignition(Err(reason)) => Err(ServeError::Broken(format!(
+                "Ignition config {name:?} is invalid: {reason}"
+            ))),
+            ConfigFile::Template(t) => self.cached(entry, name, raw_query, || {
+                let text = execute(t, name, entry, labels, raw_query)?;
+                let ign = engine::butane_to_ignition(&text).map_err(|e| {
+                    ServeError::NotFound(format!("translating Butane config {name:?}: {e}"))
+                })?;
+                ignition::check(&ign).map_err(|e| {
+                    ServeError::Broken(format!("Butane config {name:?} translated to {e}"))
+                })?;
+                Ok(Body::new(ign))
+            }),
+        }
+    }
+
+    /// The body for `/generic`: the profile's generic template, rendered.
+    pub fn generic(
+        &self,
+        entry: &GroupEntry,
+        labels: &Labels,
+        raw_query: &str,
+    ) -> Result<Body, ServeError> {
+        let profile = &self.profile(&entry.group.profile)?.profile;
+        let name = &profile.generic_id;
+        let file = self
+            .file("generic", name)
+            .filter(|_| !name.is_empty())
+            .ok_or_else(|| ServeError::NotFound(format!("no generic template named {name:?}")))?;
+        match file {
+            ConfigFile::Template(t) => self.cached(entry, name, raw_query, || {
+                Ok(Body::new(execute(t, name, entry, labels, raw_query)?))
+            }),
+            // A `.ign` name under generic/ is still a template to matchbox.
+            ConfigFile::Ignition(_) => Err(ServeError::Broken(format!(
+                "generic template {name:?} could not be prepared"
+            ))),
+        }
+    }
+
+    fn cached(
+        &self,
+        entry: &GroupEntry,
+        name: &str,
+        raw_query: &str,
+        render: impl FnOnce() -> Result<Body, ServeError>,
+    ) -> Result<Body, ServeError> {
+        // The output depends only on the template, the group and the query (labels derive
+        // from it), all fixed for this index generation.
+        let key = (entry.rank, name.to_string(), raw_query.to_string());
+        if let Some(hit) = self.lock_cache().get(&key) {
+            return hit.clone();
+        }
+        let result = render();
+        let mut cache = self.lock_cache();
+        if cache.len() >= RENDER_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, result.clone());
+        result
+    }
+
+    fn lock_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<RenderKey, Result<Body, ServeError>>> {
+        // A panic while holding the lock leaves only a cache behind: keep using it.
+        self.render_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn execute(
+    t: &Result<Template, Arc<str>>,
+    name: &str,
+    entry: &GroupEntry,
+    labels: &Labels,
+    raw_query: &str,
+) -> Result<String, ServeError> {
+    let t = t
+        .as_ref()
+        .map_err(|e| ServeError::NotFound(format!("template {name:?} does not parse: {e}")))?;
+    let data = render::template_data(&entry.group, labels, raw_query);
+    t.render(&data)
+        .map_err(|e| ServeError::NotFound(format!("rendering template {name:?}: {e}")))
+}
+
+/// `k=v` pairs sorted and joined with `,` (matchbox's `selectorString`).
+fn selector_string(g: &Group) -> String {
+    let mut reqs: Vec<String> = g.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    reqs.sort();
+    reqs.join(",")
+}
+
+fn index_key(selector: &[(String, String)]) -> Option<(&str, &str)> {
+    let usable = |(k, v): &&(String, String)| !v.is_empty() && !k.is_empty();
+    PREFERRED_KEYS
+        .iter()
+        .find_map(|p| selector.iter().filter(usable).find(|(k, _)| k == p))
+        .or_else(|| selector.iter().find(usable))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// matchbox's `Group.Normalize`: a selector whose key is `mac` in any case must hold a valid
+/// MAC, stored in canonical form; otherwise the group is not loaded.
+fn normalise_group(mut g: Group) -> Result<Group, String> {
+    for (k, v) in g.selector.iter_mut() {
+        if k.eq_ignore_ascii_case("mac") {
+            *v = Mac::parse(v).map_err(|e| e.to_string())?.to_string();
+        }
+    }
+    Ok(g)
+}
+
+fn prepare_profile(profile: Profile) -> ProfileEntry {
+    let (ipxe, grub) = match &profile.boot {
+        Some(boot) => (
+            Some(Body::new(render::ipxe_script(boot))),
+            Some(Body::new(render::grub_config(boot))),
+        ),
+        None => (None, None),
+    };
+    ProfileEntry {
+        profile,
+        ipxe,
+        grub,
+    }
+}
+
+fn prepare_file(path: &str, bytes: Vec<u8>) -> ConfigFile {
+    let is_ignition =
+        path.starts_with("ignition/") && (path.ends_with(".ign") || path.ends_with(".ignition"));
+    if is_ignition {
+        return ConfigFile::Ignition(
+            ignition::check(&bytes)
+                .map(|_| Body::new(bytes))
+                .map_err(|e| e.to_string().into()),
+        );
+    }
+    ConfigFile::Template(match String::from_utf8(bytes) {
+        Ok(text) => engine::compile(path, &text).map_err(Into::into),
+        Err(_) => Err("template is not valid UTF-8".into()),
+    })
+}
+
+fn file_problem(file: &ConfigFile) -> Option<String> {
+    match file {
+        ConfigFile::Ignition(Err(e)) | ConfigFile::Template(Err(e)) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+/// `path.Clean("/" + dir + "/" + name)` without the leading slash, as matchbox's `Dir.sanitize`
+/// confines a name to the data directory. `None` for names with NUL bytes.
+pub fn clean_join(dir: &str, name: &str) -> Option<String> {
+    if name.contains('\0') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in dir.split('/').chain(name.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Reads a data directory into an [`Index`]. Unusable files are skipped (groups, profiles) or
+/// kept as unusable (configs) and listed in the report; matchbox skips them the same way.
+pub fn load(data: &Path) -> Result<Index, LoadError> {
+    let before = dir_identity(data)?;
+    let mut report = LoadReport::default();
+    let mut problem = |path: String, reason: String| report.problems.push(Problem { path, reason });
+
+    let mut groups = Vec::new();
+    for (rel, bytes) in read_json_dir(data, "groups", &mut problem) {
+        match serde_json::from_slice::<Group>(&bytes) {
+            Ok(g) => match normalise_group(g) {
+                Ok(g) => groups.push((rel, g)),
+                Err(e) => problem(rel, e),
+            },
+            Err(e) => problem(rel, format!("invalid group: {e}")),
+        }
+    }
+    let mut profiles = HashMap::new();
+    for (rel, bytes) in read_json_dir(data, "profiles", &mut problem) {
+        match serde_json::from_slice::<Profile>(&bytes) {
+            Ok(p) => {
+                profiles.insert(rel, prepare_profile(p));
+            }
+            Err(e) => problem(rel, format!("invalid profile: {e}")),
+        }
+    }
+    let mut files = HashMap::new();
+    for dir in ["ignition", "generic"] {
+        let mut found = Vec::new();
+        walk(data, dir, 0, &mut found, &mut problem);
+        for (rel, bytes) in found {
+            let file = prepare_file(&rel, bytes);
+            if let Some(reason) = file_problem(&file) {
+                problem(rel.clone(), reason);
+            }
+            files.insert(rel, file);
+        }
+    }
+    if dir_identity(data)? != before {
+        return Err(LoadError::Changed(data.to_path_buf()));
+    }
+    Ok(Index::build(groups, profiles, files, report))
+}
+
+/// Device and inode of the directory, to notice it being swapped for another mid-load
+/// (`roundhouse render` replaces the whole directory with two renames).
+fn dir_identity(data: &Path) -> Result<(u64, u64), LoadError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(data).map_err(|source| LoadError::DataDir {
+        path: data.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(LoadError::DataDir {
+            path: data.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        });
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// The `*.json` regular files directly in `data/dir`, as `(relative path, bytes)`.
+fn read_json_dir(
+    data: &Path,
+    dir: &str,
+    problem: &mut impl FnMut(String, String),
+) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data.join(dir)) else {
+        return out;
+    };
+    let mut names: Vec<_> = entries.flatten().collect();
+    names.sort_by_key(|e| e.file_name());
+    for entry in names {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            problem(
+                format!("{dir}/{}", entry.file_name().to_string_lossy()),
+                "file name is not UTF-8".into(),
+            );
+            continue;
+        };
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let rel = format!("{dir}/{name}");
+        if let Some(bytes) = read_bounded(&entry.path(), &rel, problem) {
+            out.push((rel, bytes));
+        }
+    }
+    out
+}
+
+fn walk(
+    data: &Path,
+    rel: &str,
+    depth: usize,
+    out: &mut Vec<(String, Vec<u8>)>,
+    problem: &mut impl FnMut(String, String),
+) {
+    let Ok(entries) = std::fs::read_dir(data.join(rel)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            problem(
+                format!("{rel}/{}", entry.file_name().to_string_lossy()),
+                "file name is not UTF-8".into(),
+            );
+            continue;
+        };
+        let child = format!("{rel}/{name}");
+        // Follows symlinks, as matchbox's os.ReadFile does.
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if depth + 1 < MAX_DEPTH {
+                walk(data, &child, depth + 1, out, problem);
+            }
+        } else if meta.is_file()
+            && let Some(bytes) = read_bounded(&entry.path(), &child, problem)
+        {
+            out.push((child, bytes));
+        }
+    }
+}
+
+fn read_bounded(
+    path: &Path,
+    rel: &str,
+    problem: &mut impl FnMut(String, String),
+) -> Option<Vec<u8>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_FILE_BYTES => {
+            problem(
+                rel.to_string(),
+                format!("larger than {MAX_FILE_BYTES} bytes"),
+            );
+            return None;
+        }
+        Err(e) => {
+            problem(rel.to_string(), e.to_string());
+            return None;
+        }
+        Ok(_) => {}
+    }
+    match std::fs::read(path) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            problem(rel.to_string(), e.to_string());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: &str, sel: &[(&str, &str)]) -> (String, Group) {
+        (
+            format!("groups/{id}.json"),
+            Group {
+                id: id.into(),
+                profile: "p".into(),
+                selector: sel
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Group::default()
+            },
+        )
+    }
+
+    fn ids(index: &Index) -> Vec<&str> {
+        index.groups().iter().map(|g| g.group.id.as_str()).collect()
+    }
+
+    // matchbox storagepb/group_test.go TestGroupSort: ascending there, so descending here.
+    #[test]
+    fn precedence_order() {
+        let index = Index::from_parts(
+            vec![
+                group("a", &[("region", "a")]),
+                group("b", &[("uuid", "a1b2c3d4")]),
+                group("c", &[("mac", "52:54:00:89:d8:10"), ("uuid", "a1b2c3d4")]),
+                group("d", &[("region", "a"), ("zone", "z")]),
+                group("e", &[("region", "b"), ("zone", "z")]),
+            ],
+            vec![],
+            vec![],
+        );
+        assert_eq!(ids(&index), ["e", "d", "c", "b", "a"]);
+    }
+
+    /// matchbox's selection, literally: sort, scan, first match.
+    fn reference_select<'a>(groups: &'a [(String, Group)], labels: &Labels) -> Option<&'a str> {
+        let mut sorted: Vec<&(String, Group)> = groups.iter().collect();
+        sorted.sort_by(|a, b| {
+            b.1.selector
+                .len()
+                .cmp(&a.1.selector.len())
+                .then_with(|| selector_string(&b.1).cmp(&selector_string(&a.1)))
+                .then(a.0.cmp(&b.0))
+        });
+        sorted
+            .into_iter()
+            .find(|(_, g)| {
+                g.selector
+                    .iter()
+                    .all(|(k, v)| labels.get(k).unwrap_or("") == v)
+            })
+            .map(|(_, g)| g.id.as_str())
+    }
+
+    proptest::proptest! {
+        // The indexed selection agrees with a linear scan on random fleets and requests.
+        #[test]
+        fn indexed_selection_is_matchbox_selection(
+            specs in proptest::collection::vec(
+                proptest::collection::btree_map(
+                    proptest::sample::select(vec!["mac", "uuid", "os", "region", "MAC"]),
+                    proptest::sample::select(vec!["", "a", "b", "52:54:00:00:00:01", "52:54:00:00:00:02"]),
+                    0..4),
+                0..12),
+            query in proptest::collection::btree_map(
+                proptest::sample::select(vec!["mac", "uuid", "os", "region", "MAC"]),
+                proptest::sample::select(vec!["", "a", "b", "52:54:00:00:00:01", "52:54:00:00:00:02"]),
+                0..5),
+        ) {
+            let groups: Vec<(String, Group)> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, sel)| {
+                    let sel: Vec<(&str, &str)> = sel.iter().map(|(k, v)| (*k, *v)).collect();
+                    group(&format!("g{i}"), &sel)
+                })
+                // Groups with an invalid MAC selector are not loaded, in either model.
+                .filter(|(_, g)| normalise_group(g.clone()).is_ok())
+                .collect();
+            let labels = Labels::from_pairs(query.iter().map(|(k, v)| (*k, *v)));
+            let index = Index::from_parts(groups.clone(), vec![], vec![]);
+            let got = index.select_group(&labels).map(|g| g.group.id.as_str());
+            proptest::prop_assert_eq!(got, reference_select(&groups, &labels));
+        }
+    }
+
+    #[test]
+    fn empty_selector_value_matches_missing_label() {
+        let index = Index::from_parts(
+            vec![
+                group("x", &[("os", "")]),
+                group("y", &[("os", "installed")]),
+            ],
+            vec![],
+            vec![],
+        );
+        let sel = |q: &str| {
+            index
+                .select_group(&Labels::parse(q).unwrap())
+                .map(|g| g.group.id.clone())
+        };
+        assert_eq!(sel("").as_deref(), Some("x"));
+        assert_eq!(sel("os=installed").as_deref(), Some("y"));
+        assert_eq!(sel("os=other"), None);
+    }
+
+    #[test]
+    fn mac_selectors_are_normalised_or_rejected() {
+        let index = Index::from_parts(
+            vec![
+                group("ok", &[("mac", "52-54-00-89-D8-10")]),
+                group("bad", &[("MAC", "nope")]),
+            ],
+            vec![],
+            vec![],
+        );
+        assert_eq!(ids(&index), ["ok"]);
+        assert_eq!(index.report().problems.len(), 1);
+        assert_eq!(index.groups()[0].group.selector["mac"], "52:54:00:89:d8:10");
+    }
+
+    #[test]
+    fn clean_join_confines_names() {
+        assert_eq!(clean_join("ignition", "a.ign").unwrap(), "ignition/a.ign");
+        assert_eq!(
+            clean_join("ignition", "./x/../a.ign").unwrap(),
+            "ignition/a.ign"
+        );
+        assert_eq!(
+            clean_join("ignition", "../../../etc/passwd").unwrap(),
+            "etc/passwd"
+        );
+        assert_eq!(clean_join("ignition", "../generic/t").unwrap(), "generic/t");
+        assert_eq!(clean_join("ignition", "a\0b"), None);
+    }
+}

@@ -1,0 +1,438 @@
+//! Running the boot server: loading the data directory, binding, reloading on change, TLS and
+//! graceful shutdown. The CLI's `roundhouse serve` is a thin wrapper around [`Server`].
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use crate::http::{AppState, Snapshot, app};
+use crate::index::{self, Index, LoadError, Problem};
+use crate::state::{
+    FetchJournal, FileJournal, FileNetbootState, MemoryJournal, NETBOOT_FILE, NetbootState,
+};
+
+/// Settings of a boot server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on; port 0 picks a free port (see [`Server::local_addr`]).
+    pub address: SocketAddr,
+    /// matchbox data directory. `None` serves nothing but the bootstrap script and assets.
+    pub data_path: Option<PathBuf>,
+    /// Directory served under `/assets/`.
+    pub assets_path: Option<PathBuf>,
+    /// Roundhouse state directory (netboot state, fetch journal). Default: `<data>/roundhouse`.
+    pub state_path: Option<PathBuf>,
+    /// How often to look for changes in the data and state directories; zero disables reload.
+    pub reload_interval: Duration,
+    /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Journal records kept in memory.
+    pub journal_records: usize,
+    /// Journal file size before rotation.
+    pub journal_max_bytes: u64,
+    /// Largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but the address.
+    pub fn new(address: SocketAddr) -> ServeConfig {
+        ServeConfig {
+            address,
+            data_path: None,
+            assets_path: None,
+            state_path: None,
+            reload_interval: Duration::from_secs(2),
+            tls: None,
+            journal_records: crate::http::DEFAULT_JOURNAL_RECORDS,
+            journal_max_bytes: 64 << 20,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+
+    fn state_dir(&self) -> Option<PathBuf> {
+        self.state_path
+            .clone()
+            .or_else(|| self.data_path.as_ref().map(|d| d.join("roundhouse")))
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be loaded at start.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The netboot state file exists but cannot be used; gating would silently be off.
+    #[error("{0} (fix or remove it: without it installed machines would be reinstalled)")]
+    State(#[from] crate::state::StateError),
+    /// The state directory could not be opened for the fetch journal.
+    #[error("opening fetch journal in {path}: {source}")]
+    Journal {
+        /// The state directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be used.
+    #[error("loading TLS certificate/key: {0}")]
+    Tls(String),
+    /// Binding or serving failed.
+    #[error("listening on {address}: {source}")]
+    Io {
+        /// The address.
+        address: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A loaded, bound, not yet running boot server.
+pub struct Server {
+    config: ServeConfig,
+    listener: std::net::TcpListener,
+    state: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads the data directory and state, and binds the listening socket.
+    pub fn bind(config: ServeConfig) -> Result<Server, ServerError> {
+        let snapshot = match &config.data_path {
+            Some(data) => {
+                let snap = load_snapshot(data, config.state_dir().as_deref())?;
+                for p in &snap.index.report().problems {
+                    tracing::warn!(path = %p.path, reason = %p.reason, "skipping unusable file");
+                }
+                let r = snap.index.report();
+                tracing::info!(
+                    data = %data.display(),
+                    groups = r.groups,
+                    profiles = r.profiles,
+                    files = r.files,
+                    gating = snap.netboot.is_some(),
+                    "loaded data directory"
+                );
+                snap
+            }
+            None => Snapshot::new(Index::empty()),
+        };
+        let journal = open_journal(&config)?;
+        let mut builder = AppState::builder(snapshot).journal(journal);
+        if let Some(assets) = &config.assets_path {
+            builder = builder.assets(assets);
+        }
+        let state = builder.build();
+        state.metrics().loads_ok.fetch_add(1, Ordering::Relaxed);
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(rustls_config(cert, key)?),
+            None => None,
+        };
+        let listener =
+            std::net::TcpListener::bind(config.address).map_err(|source| ServerError::Io {
+                address: config.address,
+                source,
+            })?;
+        Ok(Server {
+            config,
+            listener,
+            state,
+            tls,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.address)
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight
+    /// finish (up to 10 s).
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let address = self.local_addr();
+        let io_err = |source| ServerError::Io { address, source };
+        let handle = axum_server::Handle::new();
+        let shutdown_handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            shutdown_handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let reloader = match (&self.config.data_path, self.config.reload_interval) {
+            (Some(data), interval) if !interval.is_zero() => Some(tokio::spawn(reload_loop(
+                self.state.clone(),
+                data.clone(),
+                self.config.state_dir(),
+                interval,
+            ))),
+            _ => None,
+        };
+        let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        self.listener.set_nonblocking(true).map_err(io_err)?;
+        let result = match self.tls {
+            Some(tls) => {
+                let mut server = axum_server::from_tcp_rustls(self.listener, tls).handle(handle);
+                configure(server.http_builder(), self.config.max_header_bytes);
+                server.serve(service).await
+            }
+            None => {
+                let mut server = axum_server::from_tcp(self.listener).handle(handle);
+                configure(server.http_builder(), self.config.max_header_bytes);
+                server.serve(service).await
+            }
+        };
+        if let Some(r) = reloader {
+            r.abort();
+        }
+        result.map_err(io_err)
+    }
+}
+
+fn configure(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    max_header_bytes: usize,
+) {
+    // hyper answers 431 when the request head outgrows its buffer; 8 KiB is its floor.
+    builder
+        .http1()
+        .max_buf_size(max_header_bytes.max(8192))
+        .max_headers(100)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder
+        .http2()
+        .max_header_list_size(max_header_bytes.max(8192) as u32)
+        .max_concurrent_streams(256);
+}
+
+fn open_journal(config: &ServeConfig) -> Result<Arc<dyn FetchJournal>, ServerError> {
+    // Persist only where roundhouse state lives: an explicit --state-path, or an existing
+    // `<data>/roundhouse`. A plain matchbox data directory is never written to.
+    let dir = match (&config.state_path, config.state_dir()) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(d)) if d.is_dir() => Some(d),
+        _ => None,
+    };
+    match dir {
+        Some(dir) => {
+            let j = FileJournal::open(&dir, config.journal_records, config.journal_max_bytes)
+                .map_err(|source| ServerError::Journal {
+                    path: dir.clone(),
+                    source,
+                })?;
+            tracing::info!(dir = %dir.display(), "recording fetches");
+            Ok(Arc::new(j))
+        }
+        None => Ok(Arc::new(MemoryJournal::new(config.journal_records))),
+    }
+}
+
+/// Loads the data directory and the netboot state into one snapshot.
+pub fn load_snapshot(data: &Path, state_dir: Option<&Path>) -> Result<Snapshot, ServerError> {
+    let index = index::load(data)?;
+    let netboot = match state_dir {
+        Some(dir) => FileNetbootState::load(dir)?.map(|s| Arc::new(s) as Arc<dyn NetbootState>),
+        None => None,
+    };
+    Ok(Snapshot {
+        index,
+        netboot,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+/// A cheap summary of every file a load reads: names, sizes, mtimes and inodes.
+pub fn fingerprint(data: &Path, state_dir: Option<&Path>) -> u64 {
+    fn visit(path: &Path, depth: usize, h: &mut DefaultHasher) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        path.hash(h);
+        (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(h);
+        if meta.is_dir() && depth < 8 {
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return;
+            };
+            let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            children.sort();
+            for child in children {
+                visit(&child, depth + 1, h);
+            }
+        }
+    }
+    let mut h = DefaultHasher::new();
+    visit(data, 0, &mut DefaultHasher::new());
+    for sub in ["groups", "profiles", "ignition", "generic"] {
+        visit(&data.join(sub), 0, &mut h);
+    }
+    // The data directory itself, for a whole-directory swap.
+    if let Ok(meta) = std::fs::metadata(data) {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino()).hash(&mut h);
+    }
+    if let Some(dir) = state_dir {
+        visit(&dir.join(NETBOOT_FILE), 0, &mut h);
+    }
+    h.finish()
+}
+
+/// Whether a new load may replace the serving one: it must not bring problems the serving
+/// one did not have (a half-written file must never drop a group or profile from service).
+fn new_problems<'a>(old: &[Problem], new: &'a [Problem]) -> Vec<&'a Problem> {
+    let old: HashSet<&Problem> = old.iter().collect();
+    new.iter().filter(|p| !old.contains(p)).collect()
+}
+
+async fn reload_loop(
+    state: AppState,
+    data: PathBuf,
+    state_dir: Option<PathBuf>,
+    interval: Duration,
+) {
+    let fp = |data: PathBuf, sd: Option<PathBuf>| async move {
+        tokio::task::spawn_blocking(move || fingerprint(&data, sd.as_deref()))
+            .await
+            .unwrap_or(0)
+    };
+    let mut seen = fp(data.clone(), state_dir.clone()).await;
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = fp(data.clone(), state_dir.clone()).await;
+        if now == seen {
+            continue;
+        }
+        // Let a writer finish: load only once the tree has been still for a moment.
+        tokio::time::sleep(interval.min(Duration::from_millis(200))).await;
+        let settled = fp(data.clone(), state_dir.clone()).await;
+        if settled != now {
+            continue;
+        }
+        let (d, s) = (data.clone(), state_dir.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_snapshot(&d, s.as_deref())).await;
+        let metrics = state.metrics();
+        match loaded {
+            Ok(Ok(snap)) => {
+                let current = state.snapshot();
+                let fresh = new_problems(
+                    &current.index.report().problems,
+                    &snap.index.report().problems,
+                );
+                if fresh.is_empty() {
+                    let r = snap.index.report();
+                    tracing::info!(
+                        groups = r.groups,
+                        profiles = r.profiles,
+                        files = r.files,
+                        gating = snap.netboot.is_some(),
+                        "reloaded data directory"
+                    );
+                    state.swap(snap);
+                    metrics.loads_ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    for p in fresh {
+                        tracing::warn!(path = %p.path, reason = %p.reason, "not reloading: unusable file; still serving the previous data");
+                    }
+                    metrics.loads_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                seen = settled;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "not reloading; still serving the previous data");
+                metrics.loads_failed.fetch_add(1, Ordering::Relaxed);
+                // A directory mid-swap or missing is retried on the next tick; a broken
+                // state file waits for the next change.
+                if matches!(e, ServerError::State(_)) {
+                    seen = settled;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload task failed");
+                metrics.loads_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn rustls_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_rejects_only_new_problems() {
+        let p = |path: &str| Problem {
+            path: path.into(),
+            reason: "bad".into(),
+        };
+        assert!(new_problems(&[p("a")], &[p("a")]).is_empty());
+        assert_eq!(new_problems(&[p("a")], &[p("a"), p("b")]), vec![&p("b")]);
+        assert!(new_problems(&[p("a")], &[]).is_empty());
+    }
+
+    #[test]
+    fn fingerprint_sees_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("groups")).unwrap();
+        let a = fingerprint(dir.path(), None);
+        std::fs::write(dir.path().join("groups/g.json"), "{}").unwrap();
+        let b = fingerprint(dir.path(), None);
+        assert_ne!(a, b);
+        std::fs::write(dir.path().join("groups/g.json"), "{\"id\":\"g\"}").unwrap();
+        assert_ne!(b, fingerprint(dir.path(), None));
+    }
+}
