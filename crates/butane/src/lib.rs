@@ -1,8 +1,42 @@
 //! Butane to Ignition translation (variant `flatcar`), behaving like CoreOS's Butane.
 //!
-//! Standalone: knows nothing of roundhouse.
+//! Standalone: knows nothing of roundhouse. Supports `variant: flatcar` with `version: 1.0.0`
+//! (→ Ignition 3.3.0) and `1.1.0` (→ Ignition 3.4.0), Butane's diagnostics with YAML line and
+//! column, and Ignition's config merge ([`merge::merge`]).
+//!
+//! ```
+//! let bu = "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/motd\n      contents:\n        inline: hi\n";
+//! let t = butane::translate(bu, &butane::Options::default()).unwrap();
+//! assert_eq!(
+//!     butane::to_json(&t.config, false),
+//!     r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/motd","contents":{"compression":"","source":"data:,hi"}}]}}"#
+//! );
+//! ```
 
 use std::path::PathBuf;
+
+use serde_json::Value;
+
+mod dataurl;
+mod decode;
+mod json;
+pub mod merge;
+mod path;
+mod report;
+mod schema;
+mod translate;
+mod unit;
+mod util;
+mod validate;
+mod yaml;
+
+pub use dataurl::{decode as decode_data_url, make_data_url};
+pub use json::to_json;
+pub use report::{Entry, Kind, Report};
+
+use path::{Elem, Path};
+use schema::Spec;
+use translate::{Diag, Translations, Translator};
 
 /// Translation settings (the `butane` CLI's flags).
 #[derive(Debug, Clone, Default)]
@@ -11,4 +45,276 @@ pub struct Options {
     pub files_dir: Option<PathBuf>,
     /// `--strict`: warnings fail the translation.
     pub strict: bool,
+}
+
+/// A successful translation.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    /// The Ignition config.
+    pub config: Value,
+    /// Warnings (empty when the input is clean).
+    pub report: Report,
+}
+
+/// Why a translation failed. The `Display` text is what the `butane` CLI prints after
+/// `Error translating config: `.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The YAML is not well-formed.
+    #[error("Error unmarshaling yaml: yaml: line {line}: {message}")]
+    Syntax {
+        /// The parser's message.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// Values of the wrong YAML type (go-yaml's unmarshal errors); entries carry positions.
+    #[error("{}yaml: unmarshal errors:{}", if *.header { "Error unmarshaling yaml: " } else { "" },
+        .report.entries.iter().map(|e| format!("\n  line {}: {}", e.line.unwrap_or(0), e.message)).collect::<String>())]
+    Types {
+        /// One error entry per go-yaml error.
+        report: Report,
+        /// Raised while reading `variant`/`version` (Butane words that case differently).
+        header: bool,
+    },
+    /// `variant` is missing.
+    #[error("error parsing variant; must be specified")]
+    NoVariant,
+    /// `version` is not a semantic version.
+    #[error("error parsing version; must be a valid semver")]
+    InvalidVersion,
+    /// Not `flatcar` 1.0.0 or 1.1.0.
+    #[error("No translator exists for variant {variant} with version {version}")]
+    UnknownVersion {
+        /// The variant given.
+        variant: String,
+        /// The version given.
+        version: String,
+    },
+    /// The Butane config is invalid; the report has the errors (and any warnings).
+    #[error("source config is invalid")]
+    Report(Report),
+    /// The generated Ignition config failed Ignition's validation.
+    #[error("config generated was invalid")]
+    GeneratedInvalid(Report),
+    /// `strict` is set and there were warnings.
+    #[error("Config produced warnings and --strict was specified")]
+    Strict(Report),
+}
+
+impl Error {
+    /// The diagnostics that come with this error, if any.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Types { report, .. }
+            | Error::Report(report)
+            | Error::GeneratedInvalid(report)
+            | Error::Strict(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// Position of the deepest YAML node on `path` (vcontext's `Correlate`).
+fn locate(root: Option<&yaml::Node>, path: &Path) -> Option<yaml::Pos> {
+    let mut node = root?;
+    for e in &path.0 {
+        let next = match (e, &node.kind) {
+            (Elem::Field(f), yaml::NodeKind::Map(_)) => node.get(f),
+            (Elem::Index(i), yaml::NodeKind::Seq(items)) => items.get(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    Some(node.pos)
+}
+
+fn to_entries(root: Option<&yaml::Node>, diags: Vec<Diag>) -> Vec<Entry> {
+    diags
+        .into_iter()
+        .map(|d| Entry::new(d.kind, d.message, d.path.to_string(), locate(root, &d.path)))
+        .collect()
+}
+
+fn common_field(root: Option<&yaml::Node>, key: &str) -> Result<String, Error> {
+    let Some(n) = root.and_then(|r| r.get(key)) else {
+        return Ok(String::new());
+    };
+    match &n.kind {
+        yaml::NodeKind::Scalar { value, style, .. } => {
+            if *style == yaml::Style::Plain && decode::resolve_plain(value) == decode::Scalar::Null
+            {
+                Ok(String::new())
+            } else {
+                Ok(value.clone())
+            }
+        }
+        _ => Err(Error::Types {
+            report: Report {
+                entries: vec![Entry::new(
+                    Kind::Error,
+                    format!("cannot unmarshal {} into string", n.short_tag()),
+                    String::new(),
+                    Some(n.pos),
+                )],
+            },
+            header: true,
+        }),
+    }
+}
+
+/// A strict semantic version (go-semver): `MAJOR.MINOR.PATCH[-pre][+build]`.
+fn parse_semver(v: &str) -> Option<String> {
+    let (core, _build) = v.split_once('+').unwrap_or((v, ""));
+    let (nums, pre) = match core.split_once('-') {
+        Some((n, p)) => (n, Some(p)),
+        None => (core, None),
+    };
+    let parts: Vec<&str> = nums.split('.').collect();
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let n: Vec<u64> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let mut s = format!("{}.{}.{}", n[0], n[1], n[2]);
+    if let Some(p) = pre {
+        s.push('-');
+        s.push_str(p);
+    }
+    Some(s)
+}
+
+/// Translates a Butane config (YAML text) into an Ignition config.
+pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
+    let root = yaml::parse(input).map_err(|e| Error::Syntax {
+        message: e.message,
+        line: e.pos.line,
+        column: e.pos.column,
+    })?;
+    let root = root.as_ref();
+    if let Some(n) = root
+        && let yaml::NodeKind::Map(entries) = &n.kind
+    {
+        // go-yaml rejects duplicate keys even while reading only variant/version.
+        let mut report = Report::default();
+        for (i, (k, kp, _)) in entries.iter().enumerate() {
+            if let Some((_, first, _)) = entries[..i].iter().find(|(o, _, _)| o == k) {
+                report.entries.push(Entry::new(
+                    Kind::Error,
+                    format!("mapping key {k:?} already defined at line {}", first.line),
+                    String::new(),
+                    Some(*kp),
+                ));
+            }
+        }
+        if !report.is_empty() {
+            return Err(Error::Types {
+                report,
+                header: true,
+            });
+        }
+    }
+    let variant = common_field(root, "variant")?;
+    let version = common_field(root, "version")?;
+    if variant.is_empty() {
+        return Err(Error::NoVariant);
+    }
+    let version = parse_semver(&version).ok_or(Error::InvalidVersion)?;
+    let spec = match (variant.as_str(), version.as_str()) {
+        ("flatcar", "1.0.0") => Spec::V1_0,
+        ("flatcar", "1.1.0") => Spec::V1_1,
+        _ => return Err(Error::UnknownVersion { variant, version }),
+    };
+
+    let decoded = decode::decode(root, spec);
+    if !decoded.errors.is_empty() {
+        let entries = decoded
+            .errors
+            .into_iter()
+            .map(|(m, line, column)| Entry {
+                kind: Kind::Error,
+                message: m,
+                path: String::new(),
+                line: Some(line),
+                column: Some(column),
+            })
+            .collect();
+        return Err(Error::Types {
+            report: Report { entries },
+            header: false,
+        });
+    }
+    let mut report = Report::default();
+    decode::unused_keys(&decoded.value, root, spec, &mut report);
+
+    let butane_diags = validate::validate_butane(&decoded.value, spec);
+    report.entries.extend(to_entries(root, butane_diags));
+    if report.is_fatal() {
+        return Err(Error::Report(report));
+    }
+
+    let mut tr = Translator {
+        spec,
+        files_dir: options.files_dir.as_deref(),
+        diags: Vec::new(),
+        translations: Translations::default(),
+    };
+    let config = tr.translate(&decoded.value);
+    report.entries.extend(to_entries(root, tr.diags));
+    if report.is_fatal() {
+        return Err(Error::Report(report));
+    }
+    let translations = tr.translations;
+    let to_yaml = |diags: Vec<Diag>| -> Vec<Entry> {
+        let mapped = diags
+            .into_iter()
+            .map(|d| Diag {
+                path: translations.to_yaml(&d.path),
+                ..d
+            })
+            .collect();
+        to_entries(root, mapped)
+    };
+    report
+        .entries
+        .extend(to_yaml(validate::flatcar_filter(&config)));
+    if report.is_fatal() {
+        return Err(Error::Report(report));
+    }
+    report
+        .entries
+        .extend(to_yaml(validate::validate_dups(&config)));
+    report
+        .entries
+        .extend(to_yaml(validate::validate_ignition(&config, spec)));
+    if report.is_fatal() {
+        return Err(Error::GeneratedInvalid(report));
+    }
+    if options.strict && !report.is_empty() {
+        return Err(Error::Strict(report));
+    }
+    Ok(Translation { config, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semver_parsing() {
+        assert_eq!(parse_semver("1.0.0").as_deref(), Some("1.0.0"));
+        assert_eq!(parse_semver("1.1.0+x").as_deref(), Some("1.1.0"));
+        assert_eq!(parse_semver("1.0"), None);
+    }
 }

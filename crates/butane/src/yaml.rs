@@ -122,9 +122,7 @@ impl Builder<'_> {
                 col = 0;
                 continue;
             }
-            if col > 0 {
-                col -= 1;
-            }
+            col = col.saturating_sub(1);
             if want.contains(&c) {
                 if col == 0 {
                     // Count the column from the start of this line.
@@ -333,7 +331,11 @@ impl Node {
     /// Looks up a mapping entry by key (the last one wins, as in go-yaml decoding).
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.kind {
-            NodeKind::Map(entries) => entries.iter().rev().find(|(k, _, _)| k == key).map(|e| &e.2),
+            NodeKind::Map(entries) => entries
+                .iter()
+                .rev()
+                .find(|(k, _, _)| k == key)
+                .map(|e| &e.2),
             _ => None,
         }
     }
@@ -393,7 +395,9 @@ mod tests {
 
     #[test]
     fn aliases_and_merge_keys() {
-        let root = parse("x: &a {p: 1, q: 2}\ny:\n  <<: *a\n  q: 3\n").unwrap().unwrap();
+        let root = parse("x: &a {p: 1, q: 2}\ny:\n  <<: *a\n  q: 3\n")
+            .unwrap()
+            .unwrap();
         let y = root.get("y").unwrap();
         match &y.kind {
             NodeKind::Map(e) => {
