@@ -49,11 +49,12 @@ pub fn run(args: ButaneArgs) -> anyhow::Result<()> {
     };
     let translation = match butane::translate(&input, &options) {
         Ok(t) => t,
-        Err(butane::Error::Report(report)) => {
-            eprint!("{report}");
-            return Err(fail("Error translating config: config has errors".to_string()));
+        Err(e) => {
+            if let Some(report) = e.report() {
+                eprint!("{report}");
+            }
+            return Err(fail(format!("Error translating config: {e}")));
         }
-        Err(e) => return Err(fail(format!("Error translating config: {e}"))),
     };
     if !translation.report.entries.is_empty() {
         eprint!("{}", translation.report);

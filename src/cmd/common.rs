@@ -28,6 +28,7 @@ impl ConfigArgs {
             &LoadOptions {
                 vars: self.vars.clone(),
                 var_files: self.var_files.clone(),
+                env: None,
             },
         )
         .map_err(Exit::invalid)

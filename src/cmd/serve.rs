@@ -2,11 +2,23 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use roundhouse_boot::{ServeConfig, Server};
 
 /// Serve iPXE scripts, GRUB configs, Ignition configs and assets to machines.
+///
+/// Compatible with matchbox's HTTP API and data directory (profiles/, groups/, ignition/,
+/// generic/). Changes to the data directory are picked up without a restart. When roundhouse
+/// state is present (<STATE_PATH>/netboot.json), machines marked installed are told to boot
+/// from their local disk instead of reinstalling. See docs/boot-server.md.
+///
+/// Prints `listening on http://ADDRESS` once the socket is bound, so scripts may pass port 0
+/// and read the port from stderr.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub address: SocketAddr,
     /// matchbox data directory (profiles/, groups/, ignition/, generic/).
@@ -15,9 +27,89 @@ pub struct ServeArgs {
     /// Directory served under /assets/.
     #[arg(long)]
     pub assets_path: Option<PathBuf>,
+    /// Roundhouse state directory: netboot.json (gating) and the fetch journal.
+    /// [default: <DATA_PATH>/roundhouse]
+    #[arg(long)]
+    pub state_path: Option<PathBuf>,
+    /// Seconds between checks of the data directory for changes; 0 disables reloading.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub reload_interval: f64,
+    /// PEM certificate chain: serve HTTPS (requires --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Fetch-journal records kept in memory (and replayed from disk at start).
+    #[arg(long, default_value_t = 10_000)]
+    pub journal_records: usize,
+    /// Log format: text or json. The level is set with RUST_LOG (default: info).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("roundhouse serve is not implemented yet")
+    init_logging(&args.log_format);
+    if !(args.reload_interval.is_finite() && args.reload_interval >= 0.0) {
+        anyhow::bail!("--reload-interval must be a number of seconds, 0 or more");
+    }
+    let mut config = ServeConfig::new(args.address);
+    config.data_path = args.data_path;
+    config.assets_path = args.assets_path;
+    config.state_path = args.state_path;
+    config.reload_interval = Duration::from_secs_f64(args.reload_interval);
+    config.journal_records = args.journal_records;
+    config.tls = args.tls_cert.zip(args.tls_key);
+    if let Some(data) = &config.data_path
+        && !data.is_dir()
+    {
+        anyhow::bail!("--data-path {} is not a directory", data.display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).context("starting the boot server")?;
+        // Scripts read this line to learn the port; keep its shape stable.
+        eprintln!("listening on {}://{}", server.scheme(), server.local_addr());
+        server
+            .run(shutdown_signal())
+            .await
+            .context("serving")?;
+        Ok(())
+    })
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Another command may have installed a subscriber already; keep that one.
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }

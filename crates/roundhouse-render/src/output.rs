@@ -55,10 +55,11 @@ pub enum WriteError {
     },
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteError + use<> {
+    let path = path.to_path_buf();
     move |source| WriteError::Io {
         action,
-        path: path.to_path_buf(),
+        path,
         source,
     }
 }

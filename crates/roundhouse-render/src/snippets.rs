@@ -82,14 +82,44 @@ fn translate(
                 .collect();
             Ok((t.config, warnings))
         }
-        Err(butane::Error::Report(report)) => {
-            Err(report.entries.iter().map(|e| to_diagnostic(snippet, e)).collect())
-        }
-        Err(other) => Err(vec![Diagnostic::error_in_file(
-            &origin_file(snippet),
-            format!("translating Butane snippet: {other}"),
-        )]),
+        Err(error) => Err(error_diagnostics(snippet, &error)),
     }
+}
+
+/// Every error entry of a failed translation as a diagnostic; errors that carry no entries
+/// (a missing `variant`, an unknown version, YAML syntax) become one diagnostic of their own.
+fn error_diagnostics(snippet: &Snippet, error: &butane::Error) -> Vec<Diagnostic> {
+    if let butane::Error::Syntax {
+        message,
+        line,
+        column,
+    } = error
+    {
+        let entry = butane::Entry {
+            kind: butane::Kind::Error,
+            message: format!("invalid YAML: {message}"),
+            path: String::new(),
+            line: Some(*line),
+            column: Some(*column),
+        };
+        return vec![to_diagnostic(snippet, &entry)];
+    }
+    let mut out: Vec<Diagnostic> = error
+        .report()
+        .map(|r| r.entries.iter().map(|e| to_diagnostic(snippet, e)).collect())
+        .unwrap_or_default();
+    if !out.iter().any(|d| d.severity == Severity::Error) {
+        // e.g. --strict with only warnings: say why the warnings became fatal, at the top.
+        let entry = butane::Entry {
+            kind: butane::Kind::Error,
+            message: format!("translating Butane snippet: {error}"),
+            path: String::new(),
+            line: Some(1),
+            column: Some(1),
+        };
+        out.insert(0, to_diagnostic(snippet, &entry));
+    }
+    out
 }
 
 fn origin_file(snippet: &Snippet) -> PathBuf {

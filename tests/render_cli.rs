@@ -1,0 +1,202 @@
+//! `roundhouse render` end to end: the shipped example against golden files, every rendered
+//! Ignition config through the real `ignition-validate`, and every malformed cluster file
+//! rejected with its exact diagnostics and nothing written.
+//!
+//! Regenerate the golden files after an intended change with `BLESS=1 cargo test --test
+//! render_cli`, then review the diff.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn roundhouse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roundhouse"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running roundhouse")
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn render_example(out: &Path) {
+    let result = roundhouse(&[
+        "render",
+        "examples/mercury/cluster.hcl",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+#[test]
+fn example_matches_golden_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("mercury");
+    render_example(&out);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mercury");
+    if std::env::var_os("BLESS").is_some() {
+        let _ = fs::remove_dir_all(&golden);
+        for rel in files_under(&out) {
+            fs::create_dir_all(golden.join(&rel).parent().unwrap()).unwrap();
+            fs::copy(out.join(&rel), golden.join(&rel)).unwrap();
+        }
+    }
+    let want = files_under(&golden);
+    let got = files_under(&out);
+    assert_eq!(got, want, "rendered file set differs from tests/golden/mercury");
+    for rel in want {
+        let a = fs::read_to_string(out.join(&rel)).unwrap();
+        let b = fs::read_to_string(golden.join(&rel)).unwrap();
+        assert_eq!(a, b, "{} differs from its golden file", rel.display());
+    }
+}
+
+#[test]
+fn rendering_twice_gives_identical_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    render_example(&a);
+    render_example(&b);
+    for rel in files_under(&a) {
+        assert_eq!(
+            fs::read(a.join(&rel)).unwrap(),
+            fs::read(b.join(&rel)).unwrap(),
+            "{} differs between two renders",
+            rel.display()
+        );
+    }
+}
+
+#[test]
+fn every_rendered_ignition_config_passes_ignition_validate() {
+    let validator = Path::new("/usr/bin/ignition-validate");
+    assert!(
+        validator.exists(),
+        "ignition-validate missing: install the Debian package `ignition` (scripts/install-test-deps)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    render_example(&out);
+    let configs: Vec<PathBuf> = files_under(&out.join("ignition"));
+    assert_eq!(configs.len(), 12, "two configs per node for six nodes");
+    for rel in configs {
+        let path = out.join("ignition").join(&rel);
+        let v = Command::new(validator).arg(&path).output().unwrap();
+        assert!(
+            v.status.success(),
+            "ignition-validate rejected {}: {}{}",
+            rel.display(),
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+    }
+}
+
+#[test]
+fn one_item_per_node() {
+    let result = roundhouse(&[
+        "render",
+        "examples/mercury/cluster.hcl",
+        "--node",
+        "worker-3",
+        "--what",
+        "profile",
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(v["install"]["id"], "install-worker-3");
+    assert_eq!(v["groups"][1]["selector"]["mac"], "52:54:00:b1:00:03");
+    assert_eq!(v["groups"][1]["selector"]["os"], "installed");
+    let args = v["install"]["boot"]["args"].as_array().unwrap();
+    assert!(
+        args.iter().any(|a| a == "intel_iommu=on"),
+        "node kernel_args override: {args:?}"
+    );
+
+    let missing = roundhouse(&["render", "examples/mercury/cluster.hcl", "--node", "nope"]);
+    assert_eq!(missing.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no node named \"nope\""));
+}
+
+#[test]
+fn refuses_to_replace_a_directory_it_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("precious.txt"), "keep me").unwrap();
+    let result = roundhouse(&[
+        "render",
+        "examples/mercury/cluster.hcl",
+        "--out",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("refusing to replace"));
+    assert_eq!(files_under(tmp.path()), vec![PathBuf::from("precious.txt")]);
+}
+
+/// Every malformed cluster file under tests/bad-cluster (errors in the cluster file) and
+/// tests/bad-snippet (errors in Butane snippets, found while rendering) is rejected with exit
+/// code 65, exactly the diagnostics in its `.stderr` file, and no output directory.
+#[test]
+fn malformed_cluster_files_write_nothing() {
+    let mut checked = 0;
+    for sub in ["tests/bad-cluster", "tests/bad-snippet"] {
+        checked += check_malformed_dir(sub);
+    }
+    assert!(checked >= 25, "only {checked} malformed cluster files");
+}
+
+fn check_malformed_dir(sub: &str) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(sub);
+    let mut checked = 0;
+    let mut entries: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.extension().and_then(|e| e.to_str()) != Some("hcl") {
+            continue;
+        }
+        let rel = format!("{sub}/{}", path.file_name().unwrap().to_str().unwrap());
+        let expected = fs::read_to_string(path.with_extension("stderr"))
+            .unwrap_or_else(|_| panic!("{rel} has no .stderr file"));
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let result = roundhouse(&["render", &rel, "--out", out.to_str().unwrap()]);
+        assert_eq!(result.status.code(), Some(65), "{rel}: exit code");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(stderr.trim_end(), expected.trim_end(), "{rel}: diagnostics");
+        assert!(!out.exists(), "{rel}: output directory was created");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "{rel}: something was written"
+        );
+        checked += 1;
+    }
+    checked
+}
