@@ -453,8 +453,7 @@ fn execute(
     let t = t
         .as_ref()
         .map_err(|e| ServeError::NotFound(format!("template {name:?} does not parse: {e}")))?;
-    let data = render::template_data(&entry.group, labels, raw_query);
-    t.render(&data)
+    t.render(&entry.group, labels, raw_query)
         .map_err(|e| ServeError::NotFound(format!("rendering template {name:?}: {e}")))
 }
 

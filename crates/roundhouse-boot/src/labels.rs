@@ -97,6 +97,11 @@ impl Labels {
             .and_then(|v| Mac::parse(v).ok())
     }
 
+    /// The labels as a map (key order).
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.map
+    }
+
     /// Iterates over the labels in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
