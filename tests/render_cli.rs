@@ -200,3 +200,37 @@ fn check_malformed_dir(sub: &str) -> usize {
     }
     checked
 }
+
+/// Butane warnings (here: a misspelt key, which Butane reports as unused) are printed with the
+/// snippet file's line and column and do not stop rendering; `--strict` makes them fatal, and
+/// then nothing is written.
+#[test]
+fn snippet_warnings_and_strict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let file = "tests/snippet-warnings/unknown-key-in-file.hcl";
+    let lenient = roundhouse(&["render", file, "--out", out.to_str().unwrap()]);
+    assert!(lenient.status.success());
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert!(
+        stderr.starts_with(
+            "warning: unused key contnets (at $.storage.files.0.contnets)\n \
+             --> tests/snippet-warnings/snippets/unknown-key.bu:6:7\n"
+        ),
+        "{stderr}"
+    );
+    assert!(out.join("ignition/w1.ign").exists());
+
+    let strict_out = tmp.path().join("strict");
+    let strict = roundhouse(&[
+        "render",
+        file,
+        "--strict",
+        "--out",
+        strict_out.to_str().unwrap(),
+    ]);
+    assert_eq!(strict.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(stderr.contains("unknown-key.bu:6:7"), "{stderr}");
+    assert!(!strict_out.exists());
+}
