@@ -1023,10 +1023,10 @@ fn flush_parts<'a>(template: &'a Template, src: &Source) -> Vec<Part<'a>> {
             };
             min = min.min(spaces);
         }
-        if let Tok::Lit(s) = tok {
-            if s.ends_with('\n') {
-                at_line_start = true;
-            }
+        if let Tok::Lit(s) = tok
+            && s.ends_with('\n')
+        {
+            at_line_start = true;
         }
     }
     let mut parts: Vec<Part<'a>> = Vec::new();

@@ -669,7 +669,7 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
     check_unique(&read_nodes, src, sink);
 
     let mut cluster = cluster?.cluster?;
-    cluster.nodes = read_nodes.into_iter().map(|n| n.node).collect();
+    cluster.nodes = read_nodes.into_iter().filter_map(|n| n.node).collect();
     if cluster.nodes.len() != nodes.len() {
         return None;
     }
@@ -1233,14 +1233,14 @@ fn read_power(
 ) -> Option<Option<Power>> {
     // A node's block refines the cluster's defaults, unless it picks another driver: then the
     // defaults (written for a different driver) don't apply.
+    // Errors in `driver` are reported when it is read below; here it only steers the merge.
+    let scope = &r.scope;
     let driver_text = |p: &PowerFields<'_>| -> Option<String> {
-        p.attrs
-            .get("driver")
-            .and_then(|a| a.value.as_str().map(String::from))
+        let attr = p.attrs.get("driver")?;
+        eval(&attr.value, scope, &mut Sink::default())?.as_string()
     };
     let mut attrs: BTreeMap<&str, &Attribute> = BTreeMap::new();
-    let header;
-    match (node_power, cluster_power) {
+    let header = match (node_power, cluster_power) {
         (None, None) => return Some(None),
         (Some(n), Some(c)) => {
             let node_driver = driver_text(n);
@@ -1248,13 +1248,13 @@ fn read_power(
                 attrs.extend(c.attrs.iter().map(|(k, v)| (*k, *v)));
             }
             attrs.extend(n.attrs.iter().map(|(k, v)| (*k, *v)));
-            header = header_span(n.block);
+            header_span(n.block)
         }
         (Some(p), None) | (None, Some(p)) => {
             attrs.extend(p.attrs.iter().map(|(k, v)| (*k, *v)));
-            header = header_span(p.block);
+            header_span(p.block)
         }
-    }
+    };
     let f = Fields {
         what: format!("power settings of node \"{node_name}\""),
         header,
@@ -1428,12 +1428,15 @@ fn read_secret(f: &Fields<'_>, r: &mut Reader<'_, '_>) -> Option<Secret> {
     }
 }
 
-/// A node as read, with the spans uniqueness checks point at.
+/// A node as read, with what uniqueness checks need. The keys are kept even when another
+/// setting of the node is invalid, so that a duplicate MAC is reported in the same run.
 struct ReadNode {
-    node: Node,
+    /// `None` when some setting was invalid (already reported).
+    node: Option<Node>,
+    name: String,
     name_span: Range<usize>,
-    mac_span: Range<usize>,
-    domain_span: Range<usize>,
+    mac: Option<(Mac, Range<usize>)>,
+    domain: Option<(String, Range<usize>)>,
 }
 
 fn read_node(
@@ -1532,25 +1535,26 @@ fn read_node(
         _ => None,
     };
 
-    let (mac, mac_span) = mac?;
-    let (domain, domain_span) = domain?;
-    let node = Node {
+    let node = (|| {
+        Some(Node {
+            name: name.clone(),
+            mac: mac.as_ref()?.0,
+            domain: domain.as_ref()?.0.clone(),
+            ssh_port: ssh_port?.unwrap_or(22) as u16,
+            role: role?,
+            snippets: snippets?.unwrap_or_default(),
+            installer_snippets: installer_snippets?.unwrap_or_default(),
+            install_target: install_target?,
+            kernel_args: kernel_args?,
+            power: power?,
+        })
+    })();
+    Some(ReadNode {
+        node: node.filter(|_| ok),
         name,
+        name_span,
         mac,
         domain,
-        ssh_port: ssh_port?.unwrap_or(22) as u16,
-        role: role?,
-        snippets: snippets?.unwrap_or_default(),
-        installer_snippets: installer_snippets?.unwrap_or_default(),
-        install_target: install_target?,
-        kernel_args: kernel_args?,
-        power: power?,
-    };
-    ok.then_some(ReadNode {
-        node,
-        name_span,
-        mac_span,
-        domain_span,
     })
 }
 
@@ -1592,48 +1596,52 @@ fn is_dns_name(name: &str) -> bool {
 
 fn check_unique(nodes: &[ReadNode], src: &Source, sink: &mut Sink) {
     let mut names: HashMap<&str, &ReadNode> = HashMap::new();
-    let mut macs: HashMap<Mac, &ReadNode> = HashMap::new();
-    let mut domains: HashMap<String, &ReadNode> = HashMap::new();
+    let mut macs: HashMap<Mac, (&ReadNode, &Range<usize>)> = HashMap::new();
+    let mut domains: HashMap<String, (&ReadNode, &Range<usize>)> = HashMap::new();
     for n in nodes {
-        if let Some(first) = names.get(n.node.name.as_str()) {
+        if let Some(first) = names.get(n.name.as_str()) {
             let line = src.line_of(first.name_span.start);
             sink.error(
                 src,
                 &n.name_span,
                 format!(
                     "node name {:?} is used twice (first on line {line})",
-                    n.node.name
+                    n.name
                 ),
             );
         } else {
-            names.insert(&n.node.name, n);
+            names.insert(&n.name, n);
         }
-        if let Some(first) = macs.get(&n.node.mac) {
-            let line = src.line_of(first.mac_span.start);
-            sink.error(
-                src,
-                &n.mac_span,
-                format!(
-                    "MAC {} of node \"{}\" is already used by node \"{}\" (line {line})",
-                    n.node.mac, n.node.name, first.node.name
-                ),
-            );
-        } else {
-            macs.insert(n.node.mac, n);
+        if let Some((mac, span)) = &n.mac {
+            if let Some((first, first_span)) = macs.get(mac) {
+                let line = src.line_of(first_span.start);
+                sink.error(
+                    src,
+                    span,
+                    format!(
+                        "MAC {mac} of node \"{}\" is already used by node \"{}\" (line {line})",
+                        n.name, first.name
+                    ),
+                );
+            } else {
+                macs.insert(*mac, (n, span));
+            }
         }
-        let key = n.node.domain.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(first) = domains.get(&key) {
-            let line = src.line_of(first.domain_span.start);
-            sink.error(
-                src,
-                &n.domain_span,
-                format!(
-                    "domain {:?} of node \"{}\" is already used by node \"{}\" (line {line})",
-                    n.node.domain, n.node.name, first.node.name
-                ),
-            );
-        } else {
-            domains.insert(key, n);
+        if let Some((domain, span)) = &n.domain {
+            let key = domain.trim_end_matches('.').to_ascii_lowercase();
+            if let Some((first, first_span)) = domains.get(&key) {
+                let line = src.line_of(first_span.start);
+                sink.error(
+                    src,
+                    span,
+                    format!(
+                        "domain {domain:?} of node \"{}\" is already used by node \"{}\" (line {line})",
+                        n.name, first.name
+                    ),
+                );
+            } else {
+                domains.insert(key, (n, span));
+            }
         }
     }
 }
