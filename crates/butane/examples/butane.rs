@@ -38,7 +38,12 @@ fn main() -> ExitCode {
             {
                 eprint!("{r}");
             }
-            eprintln!("Error translating config: {e}");
+            // Butane prints the strict failure bare, everything else with this prefix.
+            if matches!(e, butane::Error::Strict(_)) {
+                eprintln!("{e}");
+            } else {
+                eprintln!("Error translating config: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -170,6 +170,26 @@ pub fn resolve_plain(s: &str) -> Scalar {
     }
 }
 
+/// go-yaml's type error text: ``cannot unmarshal !!str `abc` into int``.
+pub fn cannot_unmarshal(n: &Node, into: &str) -> String {
+    let tag = n.short_tag();
+    let shown = match &n.kind {
+        NodeKind::Scalar { value, .. } => {
+            if value.len() > 10 {
+                let mut cut = 7;
+                while !value.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                format!(" `{}...`", &value[..cut])
+            } else {
+                format!(" `{value}`")
+            }
+        }
+        _ => String::new(),
+    };
+    format!("cannot unmarshal {tag}{shown} into {into}")
+}
+
 /// Result of decoding: the Butane value (snake_case keys, only fields that were set), the
 /// go-yaml type errors: message (without go-yaml's `line N: ` prefix), line, column.
 pub struct Decoded {
@@ -204,26 +224,8 @@ fn elem_type(spec: Spec, ty: &Ty, name: &str) -> String {
 
 impl Decoder {
     fn terror(&mut self, n: &Node, into: String) {
-        let tag = n.short_tag();
-        let shown = match &n.kind {
-            NodeKind::Scalar { value, .. } => {
-                if value.len() > 10 {
-                    let mut cut = 7;
-                    while !value.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    format!(" `{}...`", &value[..cut])
-                } else {
-                    format!(" `{value}`")
-                }
-            }
-            _ => String::new(),
-        };
-        self.errors.push((
-            format!("cannot unmarshal {tag}{shown} into {into}"),
-            n.pos.line,
-            n.pos.column,
-        ));
+        self.errors
+            .push((cannot_unmarshal(n, &into), n.pos.line, n.pos.column));
     }
 
     fn is_null(n: &Node) -> bool {

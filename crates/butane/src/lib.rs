@@ -158,7 +158,7 @@ fn common_field(root: Option<&yaml::Node>, key: &str) -> Result<String, Error> {
             report: Report {
                 entries: vec![Entry::new(
                     Kind::Error,
-                    format!("cannot unmarshal {} into string", n.short_tag()),
+                    decode::cannot_unmarshal(n, "string"),
                     String::new(),
                     Some(n.pos),
                 )],
@@ -221,6 +221,23 @@ pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
         if !report.is_empty() {
             return Err(Error::Types {
                 report,
+                header: true,
+            });
+        }
+    }
+    if let Some(n) = root {
+        let null = matches!(&n.kind, yaml::NodeKind::Scalar { value, style: yaml::Style::Plain, .. }
+            if decode::resolve_plain(value) == decode::Scalar::Null);
+        if !null && !matches!(n.kind, yaml::NodeKind::Map(_)) {
+            return Err(Error::Types {
+                report: Report {
+                    entries: vec![Entry::new(
+                        Kind::Error,
+                        decode::cannot_unmarshal(n, "config.commonFields"),
+                        String::new(),
+                        Some(n.pos),
+                    )],
+                },
                 header: true,
             });
         }

@@ -144,6 +144,27 @@ impl Builder<'_> {
         to_pos(m)
     }
 
+    /// go-yaml places an empty value right after the `:` or `-` that introduced it;
+    /// yaml-rust2 marks the next token instead.
+    fn after_indicator(&self, m: &Marker) -> Pos {
+        let mut i = m.index().min(self.chars.len());
+        while i > 0 && self.chars[i - 1].is_whitespace() {
+            i -= 1;
+        }
+        if i > 0 && matches!(self.chars[i - 1], ':' | '-') {
+            let start = self.chars[..i]
+                .iter()
+                .rposition(|&c| c == '\n')
+                .map_or(0, |n| n + 1);
+            let line = self.chars[..i].iter().filter(|&&c| c == '\n').count() + 1;
+            return Pos {
+                line,
+                column: i - start + 1,
+            };
+        }
+        to_pos(m)
+    }
+
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -183,6 +204,9 @@ impl MarkedEventReceiver for Builder<'_> {
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
                 let (st, pos) = match style {
+                    TScalarStyle::Plain if value.is_empty() && tag.is_none() => {
+                        (Style::Plain, self.after_indicator(&mark))
+                    }
                     TScalarStyle::Plain => (Style::Plain, to_pos(&mark)),
                     TScalarStyle::Literal => (Style::Quoted, self.back_to(&mark, &['|'])),
                     TScalarStyle::Folded => (Style::Quoted, self.back_to(&mark, &['>'])),
