@@ -101,6 +101,25 @@ pub(crate) fn item_key(item: &Value, ty: &JTy) -> String {
     }
 }
 
+/// A copy of `v` with struct keys in Ignition's order and unknown keys dropped.
+fn normalize(v: &Value, ty: &JTy) -> Value {
+    match (ty, v) {
+        (JTy::Struct(s), Value::Object(m)) => {
+            let mut out = Map::new();
+            for f in s.fields {
+                if let Some(x) = m.get(f.name) {
+                    out.insert(f.name.to_string(), normalize(x, &f.ty));
+                }
+            }
+            Value::Object(out)
+        }
+        (JTy::List(e), Value::Array(a)) => {
+            Value::Array(a.iter().map(|x| normalize(x, e)).collect())
+        }
+        _ => v.clone(),
+    }
+}
+
 fn handle_of(f: &JField) -> &'static str {
     f.handle.unwrap_or(f.name)
 }
@@ -132,9 +151,9 @@ fn merge_struct(p: &Map<String, Value>, c: &Map<String, Value>, s: &JStruct) -> 
             },
             JTy::Struct(cs) => {
                 let r = if is_zero(cv, &f.ty, f.hold) {
-                    pv.cloned()
+                    pv.map(|v| normalize(v, &f.ty))
                 } else if is_zero(pv, &f.ty, f.hold) {
-                    cv.cloned()
+                    cv.map(|v| normalize(v, &f.ty))
                 } else {
                     let empty = Map::new();
                     Some(Value::Object(merge_struct(
@@ -144,7 +163,9 @@ fn merge_struct(p: &Map<String, Value>, c: &Map<String, Value>, s: &JStruct) -> 
                     )))
                 };
                 match (r, f.hold) {
-                    (None, Hold::Always) => Some(Value::Object(Map::new())),
+                    (None, Hold::Always) => {
+                        Some(Value::Object(merge_struct(&Map::new(), &Map::new(), cs)))
+                    }
                     (r, _) => r,
                 }
             }
@@ -155,7 +176,9 @@ fn merge_struct(p: &Map<String, Value>, c: &Map<String, Value>, s: &JStruct) -> 
                 if pl.is_empty() && cl.is_empty() {
                     None
                 } else if f.ignore_dups {
-                    Some(Value::Array(pl.iter().chain(cl).cloned().collect()))
+                    Some(Value::Array(
+                        pl.iter().chain(cl).map(|v| normalize(v, elem)).collect(),
+                    ))
                 } else {
                     Some(Value::Array(merge_list(pl, cl, f, elem, &child_keys)))
                 }
@@ -195,17 +218,17 @@ fn merge_list(
                         es,
                     )));
                 }
-                _ => out.push((*ci).clone()),
+                _ => out.push(normalize(ci, elem)),
             },
             // The child has this key in a sibling list; that list's pass takes it.
             Some(_) => {}
-            None => out.push(pi.clone()),
+            None => out.push(normalize(pi, elem)),
         }
     }
     let parent_keys: Vec<String> = pl.iter().map(|i| item_key(i, elem)).collect();
     for ci in cl {
         if !parent_keys.contains(&item_key(ci, elem)) {
-            out.push(ci.clone());
+            out.push(normalize(ci, elem));
         }
     }
     out

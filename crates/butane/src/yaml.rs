@@ -199,8 +199,25 @@ impl Builder<'_> {
     }
 }
 
+/// Nesting deeper than this is refused: later stages recurse over the tree, and no Butane
+/// config comes near it.
+const MAX_DEPTH: usize = 1000;
+
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        if matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..))
+            && self.stack.len() >= MAX_DEPTH
+        {
+            self.error = Some(SyntaxError {
+                message: format!("exceeded max depth of {MAX_DEPTH}"),
+                pos: to_pos(&mark),
+            });
+            self.stack.clear();
+            return;
+        }
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
                 let (st, pos) = match style {
@@ -339,11 +356,25 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
         error: None,
     };
     let mut parser = Parser::new_from_str(src);
-    if let Err(e) = parser.load(&mut b, false) {
-        b.error = Some(SyntaxError {
-            message: e.info().to_string(),
-            pos: to_pos(e.marker()),
-        });
+    // Pull events one by one: `Parser::load` recurses per nesting level and can overflow the
+    // stack on hostile input before the depth limit above gets a say.
+    loop {
+        match parser.next_token() {
+            Ok((ev, mark)) => {
+                let last = matches!(ev, Event::StreamEnd | Event::DocumentEnd);
+                b.on_event(ev, mark);
+                if last || b.error.is_some() {
+                    break;
+                }
+            }
+            Err(e) => {
+                b.error.get_or_insert(SyntaxError {
+                    message: e.info().to_string(),
+                    pos: to_pos(e.marker()),
+                });
+                break;
+            }
+        }
     }
     if let Some(e) = b.error {
         return Err(e);

@@ -41,17 +41,17 @@ fn normalize(v: &mut Value) -> usize {
     match v {
         Value::Object(m) => {
             let gzip = m.get("compression").and_then(Value::as_str) == Some("gzip");
-            if let (true, Some(Value::String(src))) = (gzip, m.get_mut("source")) {
-                if let Some(b64) = src.strip_prefix("data:;base64,H4sI") {
-                    let bytes = butane::decode_data_url(&format!("data:;base64,H4sI{b64}"))
-                        .expect("valid base64");
-                    let mut out = Vec::new();
-                    flate2::read::GzDecoder::new(&bytes[..])
-                        .read_to_end(&mut out)
-                        .expect("valid gzip");
-                    *src = format!("gunzipped:{}", String::from_utf8_lossy(&out));
-                    gz += 1;
-                }
+            if let (true, Some(Value::String(src))) = (gzip, m.get_mut("source"))
+                && let Some(b64) = src.strip_prefix("data:;base64,H4sI")
+            {
+                let bytes = butane::decode_data_url(&format!("data:;base64,H4sI{b64}"))
+                    .expect("valid base64");
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_end(&mut out)
+                    .expect("valid gzip");
+                *src = format!("gunzipped:{}", String::from_utf8_lossy(&out));
+                gz += 1;
             }
             for x in m.values_mut() {
                 gz += normalize(x);
