@@ -1,0 +1,104 @@
+//! HTTP as a machine on the lab network does it. The lab network is loopback only: a machine
+//! contacts loopback hosts (and the configured boot server host); any other host, such as
+//! Flatcar's public release server, is recorded and not contacted.
+
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// The result of fetching an image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// Downloaded and discarded, this many bytes.
+    Bytes(u64),
+    /// A host outside the lab network: not contacted, treated as fetched.
+    External,
+    /// The server answered with a non-success status.
+    Status(u16),
+}
+
+/// A machine's HTTP client.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    extra_host: Option<String>,
+}
+
+impl Http {
+    /// A client that may also contact `boot_host` (the boot server's host name).
+    pub fn new(boot_host: Option<String>) -> Http {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Http {
+            client,
+            extra_host: boot_host,
+        }
+    }
+
+    /// Whether `url` points into the lab network.
+    pub fn is_local(&self, url: &Url) -> bool {
+        match url.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost" || self.extra_host.as_deref() == Some(d),
+            None => false,
+        }
+    }
+
+    /// GETs a text document (a script or a config). External hosts are an error here: the
+    /// machine needs the bytes.
+    pub async fn get_text(&self, url: &Url) -> Result<(u16, String), String> {
+        if !self.is_local(url) {
+            return Err(format!(
+                "{url}: host outside the lab network, not contacted"
+            ));
+        }
+        let r = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = r.status().as_u16();
+        let body = r.text().await.map_err(|e| describe(&e))?;
+        Ok((status, body))
+    }
+
+    /// GETs an image and throws its bytes away, as the simulation needs none of them.
+    pub async fn download(&self, url: &Url) -> Result<Fetched, String> {
+        if !self.is_local(url) {
+            return Ok(Fetched::External);
+        }
+        let mut r = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = r.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Ok(Fetched::Status(status));
+        }
+        let mut n = 0u64;
+        while let Some(chunk) = r.chunk().await.map_err(|e| describe(&e))? {
+            n += chunk.len() as u64;
+        }
+        Ok(Fetched::Bytes(n))
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,88 @@
+//! The parts of a Flatcar OS image the simulation lays down: the base layout of a root
+//! filesystem (what Flatcar's tmpfiles and baselayout provide before Ignition runs) and the
+//! tree `flatcar-install` writes.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+/// Uid and gid of `core`, as on Flatcar.
+pub const CORE_ID: u32 = 500;
+
+fn write_if_missing(p: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    if !p.exists() {
+        fs::write(p, text)?;
+        fs::set_permissions(p, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Fills an empty (or freshly wiped) root filesystem with Flatcar's base layout: the
+/// `/usr`-merged symlinks, `/etc/passwd` with `root` and `core` (500), groups including
+/// `wheel`, `sudo` and `docker`, and `/home/core` owned by core (Ignition writes its keys there
+/// as that user). Existing files are kept.
+pub fn seed_root(root: &Path) -> std::io::Result<()> {
+    for d in [
+        "etc", "home", "root", "tmp", "var", "var/lib", "run", "dev", "proc", "sys", "usr", "boot",
+        "opt", "srv", "mnt", "media",
+    ] {
+        let p = root.join(d);
+        if !p.exists() {
+            fs::create_dir_all(&p)?;
+            let mode = match d {
+                "tmp" => 0o1777,
+                "root" => 0o700,
+                _ => 0o755,
+            };
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
+        }
+    }
+    for (l, t) in [
+        ("bin", "usr/bin"),
+        ("sbin", "usr/sbin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        let p = root.join(l);
+        if fs::symlink_metadata(&p).is_err() {
+            symlink(t, &p)?;
+        }
+    }
+    let etc = root.join("etc");
+    write_if_missing(
+        &etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/bash\ncore:x:500:500:Flatcar Admin:/home/core:/bin/bash\n",
+        0o644,
+    )?;
+    write_if_missing(
+        &etc.join("group"),
+        "root:x:0:\nwheel:x:10:root,core\nsudo:x:150:core\ndocker:x:233:core\nusers:x:100:\ncore:x:500:\n",
+        0o644,
+    )?;
+    write_if_missing(
+        &etc.join("shadow"),
+        "root:*:1::::::\ncore:*:1::::::\n",
+        0o640,
+    )?;
+    let home = root.join("home/core");
+    if !home.exists() {
+        fs::create_dir_all(&home)?;
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755))?;
+        std::os::unix::fs::chown(&home, Some(CORE_ID), Some(CORE_ID))?;
+    }
+    Ok(())
+}
+
+/// Removes everything inside `dir` but keeps `dir` itself (its inode may be a mount source).
+pub fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    for e in fs::read_dir(dir)? {
+        let p = e?.path();
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&p)?,
+            Ok(_) => fs::remove_file(&p)?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
