@@ -91,7 +91,7 @@ fn parse_octets(s: &[u8]) -> Option<Mac> {
         octets: [0; 20],
     };
     if s[2] == b':' || s[2] == b'-' {
-        if (s.len() + 1) % 3 != 0 {
+        if !(s.len() + 1).is_multiple_of(3) {
             return None;
         }
         let n = (s.len() + 1) / 3;
@@ -103,7 +103,7 @@ fn parse_octets(s: &[u8]) -> Option<Mac> {
         }
         mac.len = n as u8;
     } else if s[4] == b'.' {
-        if (s.len() + 1) % 5 != 0 {
+        if !(s.len() + 1).is_multiple_of(5) {
             return None;
         }
         let n = 2 * (s.len() + 1) / 5;
@@ -250,7 +250,7 @@ mod tests {
     /// check group sizes.
     fn reference(s: &str) -> Option<Vec<u8>> {
         let hex2 = |g: &str| -> Option<Vec<u8>> {
-            if g.len() % 2 != 0 || !g.bytes().all(|c| c.is_ascii_hexdigit()) {
+            if !g.len().is_multiple_of(2) || !g.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return None;
             }
             (0..g.len())
@@ -273,7 +273,11 @@ mod tests {
         if groups.iter().any(|g| g.len() != width) {
             return None;
         }
-        let out: Vec<u8> = groups.iter().map(|g| hex2(g)).collect::<Option<Vec<_>>>()?.concat();
+        let out: Vec<u8> = groups
+            .iter()
+            .map(|g| hex2(g))
+            .collect::<Option<Vec<_>>>()?
+            .concat();
         matches!(out.len(), 6 | 8 | 20).then_some(out)
     }
 }

@@ -182,6 +182,8 @@ pub fn app(state: AppState) -> Router {
         router = router.nest_service("/assets", tower_http::services::ServeDir::new(dir));
     }
     router
+        // A bug must cost one request a 500, not the connection or the process.
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -306,11 +308,11 @@ async fn fetches(State(state): State<AppState>, uri: Uri) -> Response {
         Some(Ok(n)) => n,
         Some(Err(_)) => return bad_request("limit must be a number"),
     };
-    let mac = match labels.get("mac") {
+    let mac = match crate::labels::raw_value(uri.query().unwrap_or(""), "mac") {
         None => None,
-        Some(_) => match labels.mac() {
-            Some(m) => Some(m.to_string()),
-            None => return bad_request("mac is not a MAC address"),
+        Some(raw) => match bootdata::Mac::parse(&raw) {
+            Ok(m) => Some(m.to_string()),
+            Err(_) => return bad_request("mac is not a MAC address"),
         },
     };
     let records = state.journal().recent(&JournalQuery { mac, limit });

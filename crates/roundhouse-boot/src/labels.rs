@@ -128,6 +128,17 @@ impl Labels {
     }
 }
 
+/// The first value of `key` in a raw query, decoded, without any label normalisation (for
+/// API parameters, where an invalid MAC must be an error rather than silently dropped).
+pub fn raw_value(raw_query: &str, key: &str) -> Option<String> {
+    raw_query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (unescape(k)? == key.as_bytes())
+            .then(|| unescape(v).map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .flatten()
+    })
+}
+
 /// Go's `QueryUnescape`: `+` is a space, `%XX` a byte; a `%` without two hex digits after it
 /// makes the whole component invalid.
 fn unescape(s: &str) -> Option<Vec<u8>> {
