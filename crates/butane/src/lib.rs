@@ -197,6 +197,8 @@ fn parse_semver(v: &str) -> Option<String> {
 
 /// Translates a Butane config (YAML text) into an Ignition config.
 pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
+    // libyaml skips a byte-order mark without counting it in positions.
+    let input = input.strip_prefix('\u{feff}').unwrap_or(input);
     let root = yaml::parse(input).map_err(|e| Error::Syntax {
         message: e.message,
         line: e.pos.line,

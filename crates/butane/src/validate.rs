@@ -315,19 +315,236 @@ fn url_scheme(u: &str) -> Result<String, ()> {
     Ok(scheme.to_ascii_lowercase())
 }
 
+fn is_token(c: char) -> bool {
+    c.is_ascii() && !c.is_ascii_control() && c != ' ' && !"()<>@,;:\\\"/[]?=".contains(c)
+}
+
+fn is_url_char(c: char) -> bool {
+    c.is_ascii() && !c.is_ascii_control() && !" <>#\"{}|\\^[]`".contains(c)
+}
+
+fn is_base64_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\n')
+}
+
+/// Where Go's `base64.StdEncoding.DecodeString` reports corrupt input, if it does: an invalid
+/// byte, bad padding, trailing data after padding, or an incomplete final quantum.
+fn go_base64_error(b: &[u8]) -> Option<usize> {
+    let is_nl = |c: u8| c == b'\n' || c == b'\r';
+    let alphabet = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    let mut si = 0;
+    loop {
+        let mut j = 0;
+        while j < 4 {
+            if si == b.len() {
+                return if j == 0 { None } else { Some(si - j) };
+            }
+            let c = b[si];
+            si += 1;
+            if is_nl(c) {
+                continue;
+            }
+            if alphabet(c) {
+                j += 1;
+                continue;
+            }
+            if c != b'=' || j < 2 {
+                return Some(si - 1);
+            }
+            if j == 2 {
+                while si < b.len() && is_nl(b[si]) {
+                    si += 1;
+                }
+                if si == b.len() {
+                    return Some(b.len());
+                }
+                if b[si] != b'=' {
+                    return Some(si - 1);
+                }
+                si += 1;
+            }
+            while si < b.len() && is_nl(b[si]) {
+                si += 1;
+            }
+            return if si < b.len() { Some(si) } else { None };
+        }
+    }
+}
+
+/// RFC 2396 unescaping as the dataurl package does it, for its error texts.
+fn rfc2396_unescape(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            for k in 1..=2 {
+                match b.get(i + k) {
+                    None => return Err("rfc2396: unexpected end of unescape sequence".into()),
+                    Some(h) if !h.is_ascii_hexdigit() => {
+                        // The package reports the '%' itself, not the bad character.
+                        return Err("rfc2396: invalid char 0x25 in unescape sequence".into());
+                    }
+                    Some(_) => {}
+                }
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `dataurl.DecodeString`'s checks (vincent-petithory/dataurl), with its error texts:
+/// `data:[type/subtype][;attr=value]*[;base64],data`.
 fn validate_data_url(u: &str) -> Option<String> {
-    // vincent-petithory/dataurl: "data:" [mediatype] [";base64"] "," data
-    let rest = &u[5..];
-    let Some((meta, data)) = rest.split_once(',') else {
-        return Some("missing comma".into());
-    };
-    if meta.ends_with(";base64") || meta == "base64" {
-        use base64::Engine;
-        if base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .is_err()
-        {
-            return Some("illegal base64 data".into());
+    let rest = u.strip_prefix("data:")?;
+    let chars: Vec<char> = rest.chars().collect();
+    let mut i = 0;
+    let mut base64 = false;
+    let peek = |i: usize| chars.get(i).copied();
+    // Media type.
+    match peek(i) {
+        Some(';') | Some(',') => {}
+        None => return Some("missing comma before data".into()),
+        Some(c) if is_token(c) => {
+            let start = i;
+            let x_token = matches!(c, 'x' | 'X') && peek(i + 1) == Some('-');
+            loop {
+                match peek(i) {
+                    Some('/') => break,
+                    None => return Some("missing media type slash".into()),
+                    Some(c) if is_token(c) => i += 1,
+                    Some(_) => return Some("invalid character for media type".into()),
+                }
+            }
+            let ty: String = chars[start..i].iter().collect();
+            let known = [
+                "text",
+                "image",
+                "audio",
+                "video",
+                "application",
+                "message",
+                "multipart",
+            ]
+            .iter()
+            .any(|p| ty.starts_with(p));
+            if !x_token && !known {
+                return Some("invalid media type".into());
+            }
+            i += 1;
+            loop {
+                match peek(i) {
+                    Some(';') | Some(',') => break,
+                    None => return Some("incomplete media type".into()),
+                    Some(c) if is_token(c) => i += 1,
+                    Some(_) => return Some("invalid character for media subtype".into()),
+                }
+            }
+        }
+        Some(_) => return Some("invalid character after data prefix".into()),
+    }
+    // Parameters, then the comma.
+    while peek(i) == Some(';') {
+        i += 1;
+        match peek(i) {
+            None | Some('=') | Some(',') => return Some("unterminated parameter sequence".into()),
+            Some(c) if is_token(c) => {}
+            Some(_) => return Some("invalid character for parameter attribute".into()),
+        }
+        let start = i;
+        loop {
+            match peek(i) {
+                Some('=') => break,
+                Some(',') => {
+                    let attr: String = chars[start..i].iter().collect();
+                    if attr != "base64" {
+                        return Some(format!("expected base64, got {attr}"));
+                    }
+                    base64 = true;
+                    break;
+                }
+                None => return Some("unterminated parameter sequence".into()),
+                Some(c) if is_token(c) => i += 1,
+                Some(_) => return Some("invalid character for parameter attribute".into()),
+            }
+        }
+        if base64 {
+            break;
+        }
+        i += 1; // '='
+        match peek(i) {
+            Some('"') => {
+                i += 1;
+                let start = i;
+                loop {
+                    match peek(i) {
+                        None => return Some("unclosed quoted string".into()),
+                        Some('\\') => {
+                            i += 1;
+                            match peek(i) {
+                                None => return Some("unexpected eof".into()),
+                                Some(c) if c.is_ascii() => i += 1,
+                                Some(_) => return Some("invalid escaped character".into()),
+                            }
+                        }
+                        Some('"') => break,
+                        Some(c) if c.is_ascii() => i += 1,
+                        Some(_) => return Some("invalid character for parameter value".into()),
+                    }
+                }
+                let val: String = chars[start..i].iter().collect();
+                if serde_json::from_str::<String>(&format!("\"{val}\"")).is_err() {
+                    return Some("invalid syntax".into());
+                }
+                i += 1;
+            }
+            None => return Some("missing comma before data".into()),
+            Some(c) if is_token(c) => {
+                let start = i;
+                loop {
+                    match peek(i) {
+                        Some(';') | Some(',') => break,
+                        None => return Some("missing comma before data".into()),
+                        Some(c) if is_token(c) => i += 1,
+                        Some(_) => return Some("invalid character for parameter value".into()),
+                    }
+                }
+                let val: String = chars[start..i].iter().collect();
+                if let Err(e) = rfc2396_unescape(&val) {
+                    return Some(e);
+                }
+            }
+            Some(_) => return Some("invalid character for parameter value".into()),
+        }
+        match peek(i) {
+            Some(';') | Some(',') => {}
+            None => return Some("missing comma before data".into()),
+            Some(_) => return Some("expected semicolon or comma".into()),
+        }
+    }
+    if peek(i) != Some(',') {
+        return Some(match peek(i) {
+            None => "missing comma before data".into(),
+            Some(_) => "expected semicolon or comma".into(),
+        });
+    }
+    i += 1;
+    let data: String = chars[i..].iter().collect();
+    if base64 {
+        if !data.chars().all(is_base64_char) {
+            return Some("invalid data character".into());
+        }
+        if let Some(at) = go_base64_error(data.as_bytes()) {
+            return Some(format!("illegal base64 data at input byte {at}"));
+        }
+    } else {
+        if !data.chars().all(is_url_char) {
+            return Some("invalid data character".into());
+        }
+        if let Err(e) = rfc2396_unescape(&data) {
+            return Some(e);
         }
     }
     None

@@ -67,6 +67,8 @@ pub struct SyntaxError {
 enum Frame {
     Map {
         start: Pos,
+        /// `{...}`: go-yaml places the mapping at the brace, not at its first key.
+        flow: bool,
         entries: Vec<(String, Pos, Node)>,
         pending_key: Option<(String, Pos)>,
         anchor: usize,
@@ -180,6 +182,7 @@ impl Builder<'_> {
                 entries,
                 pending_key,
                 start,
+                flow,
                 ..
             }) => match pending_key.take() {
                 None => {
@@ -188,7 +191,7 @@ impl Builder<'_> {
                         // Complex keys never match a field name; keep something printable.
                         _ => String::from("?"),
                     };
-                    if entries.is_empty() {
+                    if entries.is_empty() && !*flow {
                         *start = node.pos;
                     }
                     *pending_key = Some((key, node.pos));
@@ -264,6 +267,7 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 start: to_pos(&mark),
+                flow: self.chars.get(mark.index()) == Some(&'{'),
                 entries: Vec::new(),
                 pending_key: None,
                 anchor,
