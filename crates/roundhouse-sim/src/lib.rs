@@ -9,5 +9,8 @@ pub mod ipxe;
 pub mod mac;
 pub mod net;
 pub mod os;
+pub mod sandbox;
+pub mod shims;
+pub mod ssh;
 pub mod systemd;
 pub mod tree;
