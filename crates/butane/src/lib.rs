@@ -169,7 +169,7 @@ fn common_field(root: Option<&yaml::Node>, key: &str) -> Result<String, Error> {
 }
 
 /// A strict semantic version (go-semver): `MAJOR.MINOR.PATCH[-pre][+build]`.
-fn parse_semver(v: &str) -> Option<String> {
+pub(crate) fn parse_semver(v: &str) -> Option<String> {
     let (core, _build) = v.split_once('+').unwrap_or((v, ""));
     let (nums, pre) = match core.split_once('-') {
         Some((n, p)) => (n, Some(p)),

@@ -142,6 +142,8 @@ fn walk_butane(m: &Map<String, Value>, st: &Struct, spec: Spec, p: &Path, out: &
             }
             if n > 1 {
                 out.err(p.field(field), ERR_TOO_MANY_RESOURCE_SOURCES);
+            } else if field == "inline" && p.to_string().starts_with("$.ignition.config") {
+                validate_embedded_config(s(m, "inline").unwrap_or(""), p, spec, out);
             }
         }
         "Filesystem" if is_true(m, "with_mount_unit") => {
@@ -194,6 +196,134 @@ fn walk_butane(m: &Map<String, Value>, st: &Struct, spec: Spec, p: &Path, out: &
             _ => {}
         }
     }
+}
+
+/// Butane's `ValidateIgnitionConfig` (since v0.24) for an inline config under
+/// `ignition.config`: it must parse as the spec's Ignition config; with another version the
+/// check is skipped with a warning; otherwise Ignition's validation runs on it. The entries
+/// keep the embedded config's own (JSON) paths, as Butane's do.
+fn validate_embedded_config(raw: &str, p: &Path, spec: Spec, out: &mut Out) {
+    let cfg: Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(e) => {
+            out.err(Path::root(), e.to_string());
+            out.err(p.field("inline"), "config is not valid");
+            return;
+        }
+    };
+    if let Some(e) = json_type_error(&cfg, &schema::J_CONFIG, &mut Vec::new()) {
+        out.err(Path::root(), e);
+        out.err(p.field("inline"), "config is not valid");
+        return;
+    }
+    let version = cfg
+        .get("ignition")
+        .and_then(|i| i.get("version"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let parsed = crate::parse_semver(version);
+    if parsed.is_some() && parsed.as_deref() != Some(spec.ignition_version()) {
+        out.warn(
+            p.field("version"),
+            "skipping validation for the merge/replace ignition config due to an unkown version",
+        );
+        return;
+    }
+    if parsed.is_none() {
+        out.err(
+            Path::from_steps(&["ignition", "version"]),
+            "invalid config version (couldn't parse)",
+        );
+    }
+    out.0.extend(validate_ignition(&cfg, spec));
+    out.0.extend(validate_dups(&cfg));
+    if let Some(m) = cfg.as_object() {
+        walk_json(m, &schema::J_CONFIG, &Path::root(), &mut |m, st, p| {
+            for k in m.keys() {
+                if !st.fields.iter().any(|f| f.name == k) {
+                    out.warn(p.field(k), format!("unused key {k}"));
+                }
+            }
+        });
+    }
+}
+
+/// The first value of the wrong JSON type, worded like Go's `json.UnmarshalTypeError`.
+fn json_type_error(v: &Value, st: &JStruct, at: &mut Vec<&'static str>) -> Option<String> {
+    let m = v.as_object()?;
+    for f in st.fields {
+        let Some(x) = m.get(f.name).filter(|x| !x.is_null()) else {
+            continue;
+        };
+        at.push(f.name);
+        let go_type = |t: &JTy| match t {
+            JTy::Str => "string".to_string(),
+            JTy::Int => "int".to_string(),
+            JTy::Bool => "bool".to_string(),
+            JTy::List(JTy::Struct(s)) => format!("[]types.{}", s.name),
+            JTy::List(_) => "[]string".to_string(),
+            JTy::Struct(s) => format!("types.{}", s.name),
+        };
+        let kind = match x {
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Bool(_) => "bool",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+            Value::Null => "null",
+        };
+        let fits = match (&f.ty, x) {
+            (JTy::Str, Value::String(_)) | (JTy::Bool, Value::Bool(_)) => true,
+            (JTy::Int, Value::Number(n)) => n.is_i64(),
+            (JTy::List(_), Value::Array(_)) | (JTy::Struct(_), Value::Object(_)) => true,
+            _ => false,
+        };
+        if !fits {
+            let shown = if matches!(x, Value::Number(_)) {
+                format!("number {x}")
+            } else {
+                kind.to_string()
+            };
+            return Some(format!(
+                "json: cannot unmarshal {shown} into Go struct field {}.{} of type {}",
+                st.name,
+                at.join("."),
+                go_type(&f.ty)
+            ));
+        }
+        let nested = match (&f.ty, x) {
+            (JTy::Struct(cs), _) => json_type_error(x, cs, at),
+            (JTy::List(elem), Value::Array(items)) => items.iter().find_map(|item| match elem {
+                JTy::Struct(cs) if item.is_object() => json_type_error(item, cs, at),
+                JTy::Struct(cs) if !item.is_null() => Some(format!(
+                    "json: cannot unmarshal {} into Go struct field {}.{} of type types.{}",
+                    if item.is_array() {
+                        "array"
+                    } else if item.is_string() {
+                        "string"
+                    } else {
+                        "number"
+                    },
+                    st.name,
+                    at.join("."),
+                    cs.name
+                )),
+                JTy::Str if !item.is_string() && !item.is_null() => Some(format!(
+                    "json: cannot unmarshal {} into Go struct field {}.{} of type string",
+                    if item.is_object() { "object" } else { "number" },
+                    st.name,
+                    at.join(".")
+                )),
+                _ => None,
+            }),
+            _ => None,
+        };
+        at.pop();
+        if nested.is_some() {
+            return nested;
+        }
+    }
+    None
 }
 
 /// The flatcar variant's field filter: Flatcar's Ignition has no clevis support.

@@ -167,3 +167,37 @@ fn pretty_format_points_at_the_token() {
         "warning[$.bogus]:\n  --> in.bu:3:1\n   |\n 1 | variant: flatcar\n 2 | version: 1.0.0\n 3 | bogus: 1\n   | ^^^^^^ unused key bogus\n 4 | \n   |\n"
     );
 }
+
+#[test]
+fn inline_merged_configs_are_validated() {
+    // Butane v0.24+ (base/v0_5/util.go ValidateIgnitionConfig), read from upstream's code: an
+    // inline config under ignition.config is parsed as the spec's Ignition config; another
+    // version only warns (at `<resource>.version`); a config that does not parse fails with
+    // "config is not valid" at `<resource>.inline`.
+    let doc = |inline: &str| {
+        format!(
+            "variant: flatcar\nversion: 1.0.0\nignition:\n  config:\n    merge:\n      - inline: '{inline}'\n"
+        )
+    };
+    let t = butane::translate(
+        &doc(r#"{"ignition":{"version":"3.9.0"}}"#),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        t.report.to_string(),
+        "warning at $.ignition.config.merge.0.version, line 6 col 9: skipping validation for the merge/replace ignition config due to an unkown version\n"
+    );
+    let err = butane::translate(&doc("not json"), &Options::default()).unwrap_err();
+    let r = err.report().unwrap();
+    assert_eq!(r.entries.last().unwrap().message, "config is not valid");
+    assert_eq!(
+        r.entries.last().unwrap().path,
+        "$.ignition.config.merge.0.inline"
+    );
+    let ok = butane::translate(
+        &doc(r#"{"ignition":{"version":"3.3.0"}}"#),
+        &Options::default(),
+    );
+    assert!(ok.is_ok_and(|t| t.report.is_empty()));
+}
