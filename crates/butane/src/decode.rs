@@ -275,7 +275,12 @@ impl Decoder {
                 }
                 let resolved = match &n.kind {
                     NodeKind::Scalar { value, style, tag } => {
-                        if *style == Style::Quoted || tag.as_deref() == Some("!!str") {
+                        // An explicit non-string tag makes go-yaml resolve even quoted text.
+                        let tagged = matches!(
+                            tag.as_deref(),
+                            Some("!!int" | "!!bool" | "!!float" | "!!null")
+                        );
+                        if tag.as_deref() == Some("!!str") || (*style == Style::Quoted && !tagged) {
                             Some((Scalar::Str, value.as_str()))
                         } else {
                             Some((resolve_plain(value), value.as_str()))
