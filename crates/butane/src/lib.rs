@@ -2,7 +2,8 @@
 //!
 //! Standalone: knows nothing of roundhouse. Supports `variant: flatcar` with `version: 1.0.0`
 //! (→ Ignition 3.3.0) and `1.1.0` (→ Ignition 3.4.0), Butane's diagnostics with YAML line and
-//! column, and Ignition's config merge ([`merge::merge`]).
+//! column ([`Report`], printed like the `butane` CLI), and Ignition's config merge
+//! ([`merge::merge`]).
 //!
 //! ```
 //! let bu = "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/motd\n      contents:\n        inline: hi\n";
@@ -12,6 +13,22 @@
 //!     r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/motd","contents":{"compression":"","source":"data:,hi"}}]}}"#
 //! );
 //! ```
+//!
+//! Pipeline (each step as in Butane's Go code): YAML with positions → `variant` /
+//! `version` → decoding into the spec's shape with go-yaml's type errors → unused-key
+//! warnings → Butane's own checks → translation (data URLs, `*_local`, mount units, trees) →
+//! the flatcar field filter → Ignition's duplicate and semantic validation, mapped back to
+//! YAML paths and positions.
+//!
+//! Known differences from CoreOS Butane:
+//! - gzip data URLs: same header, different deflate stream (Go's `compress/flate` vs
+//!   miniz_oxide), so the base64 text differs and, for inputs where the gzip form and another
+//!   form are within a few bytes, the chosen form can differ (8 of 3000 files of a Debian
+//!   system in one measurement). Decoded contents are identical.
+//! - YAML syntax errors carry yaml-rust2's messages, not libyaml's, and may point a line off.
+//! - Only the `flatcar` variant exists; others get "No translator exists ...".
+//! - Inline configs under `ignition.config` are validated like Butane v0.24+, but JSON parse
+//!   errors use serde_json's wording instead of Go's.
 
 use std::path::PathBuf;
 
