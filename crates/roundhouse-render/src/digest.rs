@@ -13,16 +13,22 @@ pub struct Digest(String);
 
 impl Digest {
     /// The digest of a node's re-provisioning inputs.
-    pub fn of_node(final_config: &Value, kernel_args: &[String], kernel_console: &[String]) -> Digest {
-        let mut text = String::new();
-        text.push_str("{\"ignition\":");
-        canonical_json(final_config, &mut text);
-        text.push_str(",\"kernel_args\":");
-        canonical_json(&Value::from(kernel_args.to_vec()), &mut text);
-        text.push_str(",\"kernel_console\":");
-        canonical_json(&Value::from(kernel_console.to_vec()), &mut text);
-        text.push('}');
-        Digest::of_bytes(text.as_bytes())
+    pub fn of_node(
+        final_config: &Value,
+        kernel_args: &[String],
+        kernel_console: &[String],
+    ) -> Digest {
+        // Streamed straight into the hash: this runs once per node on every plan and render.
+        let mut hasher = HashWriter(Sha256::new());
+        let mut w = |b: &[u8]| hasher.0.update(b);
+        w(b"{\"ignition\":");
+        write_canonical(final_config, &mut w);
+        w(b",\"kernel_args\":");
+        write_string_list(kernel_args, &mut w);
+        w(b",\"kernel_console\":");
+        write_string_list(kernel_console, &mut w);
+        w(b"}");
+        Digest(format!("sha256:{}", hex::encode(hasher.0.finalize())))
     }
 
     /// SHA-256 of raw bytes, in the same notation.
@@ -33,8 +39,11 @@ impl Digest {
     /// Parses `sha256:<hex>`.
     pub fn parse(s: &str) -> Option<Digest> {
         let hex = s.strip_prefix("sha256:")?;
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Digest(s.to_string()))
+        (hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Digest(s.to_string()))
     }
 
     /// The full `sha256:…` text.
@@ -69,38 +78,68 @@ impl serde::Serialize for Digest {
 impl<'de> serde::Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Digest::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not a sha256 digest: {s}")))
+        Digest::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a sha256 digest: {s}")))
     }
 }
 
+struct HashWriter(Sha256);
+
 /// Appends `value` as JSON with object keys sorted (by UTF-8 bytes) and no whitespace.
 pub fn canonical_json(value: &Value, out: &mut String) {
+    let mut bytes = Vec::new();
+    write_canonical(value, &mut |b: &[u8]| bytes.extend_from_slice(b));
+    out.push_str(std::str::from_utf8(&bytes).expect("JSON text is UTF-8"));
+}
+
+fn write_string_list(items: &[String], w: &mut impl FnMut(&[u8])) {
+    w(b"[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            w(b",");
+        }
+        write_json_string(item, w);
+    }
+    w(b"]");
+}
+
+fn write_json_string(s: &str, w: &mut impl FnMut(&[u8])) {
+    let mut buf = Vec::with_capacity(s.len() + 2);
+    serde_json::to_writer(&mut buf, s).expect("writing to a Vec cannot fail");
+    w(&buf);
+}
+
+fn write_canonical(value: &Value, w: &mut impl FnMut(&[u8])) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            w(b"{");
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    w(b",");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical_json(&map[k], out);
+                write_json_string(k, w);
+                w(b":");
+                write_canonical(v, w);
             }
-            out.push('}');
+            w(b"}");
         }
         Value::Array(items) => {
-            out.push('[');
+            w(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    w(b",");
                 }
-                canonical_json(item, out);
+                write_canonical(item, w);
             }
-            out.push(']');
+            w(b"]");
         }
-        other => out.push_str(&other.to_string()),
+        Value::String(s) => write_json_string(s, w),
+        Value::Null => w(b"null"),
+        Value::Bool(true) => w(b"true"),
+        Value::Bool(false) => w(b"false"),
+        Value::Number(n) => w(n.to_string().as_bytes()),
     }
 }
 
@@ -114,7 +153,10 @@ mod tests {
         let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[1,2],"x":"s"}}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":{"x":"s","y":[1,2]},"b":1}"#).unwrap();
         let args = vec!["a=1".to_string()];
-        assert_eq!(Digest::of_node(&a, &args, &[]), Digest::of_node(&b, &args, &[]));
+        assert_eq!(
+            Digest::of_node(&a, &args, &[]),
+            Digest::of_node(&b, &args, &[])
+        );
     }
 
     #[test]
@@ -122,9 +164,18 @@ mod tests {
         let cfg = json!({"ignition": {"version": "3.3.0"}});
         let other = json!({"ignition": {"version": "3.4.0"}});
         let base = Digest::of_node(&cfg, &["x".into()], &["console=ttyS0".into()]);
-        assert_ne!(base, Digest::of_node(&other, &["x".into()], &["console=ttyS0".into()]));
-        assert_ne!(base, Digest::of_node(&cfg, &["y".into()], &["console=ttyS0".into()]));
-        assert_ne!(base, Digest::of_node(&cfg, &["x".into()], &["console=tty0".into()]));
+        assert_ne!(
+            base,
+            Digest::of_node(&other, &["x".into()], &["console=ttyS0".into()])
+        );
+        assert_ne!(
+            base,
+            Digest::of_node(&cfg, &["y".into()], &["console=ttyS0".into()])
+        );
+        assert_ne!(
+            base,
+            Digest::of_node(&cfg, &["x".into()], &["console=tty0".into()])
+        );
         // Moving an argument between the two lists is a change too.
         assert_ne!(
             Digest::of_node(&cfg, &["a".into()], &[]),
@@ -143,6 +194,18 @@ mod tests {
         assert_eq!(d.short(), "e3b0c44298fc");
         assert_eq!(Digest::parse(d.as_str()), Some(d));
         assert_eq!(Digest::parse("sha256:abc"), None);
+    }
+
+    #[test]
+    fn matches_an_independent_canonical_form() {
+        // Python: json.dumps(v, sort_keys=True, separators=(',', ':'), ensure_ascii=False),
+        // hashed with hashlib.sha256 — the definition written down in docs/ARCHITECTURE.md.
+        let config = json!({"b": ["é\n"], "a": 1});
+        let d = Digest::of_node(&config, &["x=1".into()], &[]);
+        assert_eq!(
+            d.as_str(),
+            "sha256:6197c8cb3be4ad46cd808002ea48afe6d837947e0d2575e89647d4ff5a364ae7"
+        );
     }
 
     #[test]

@@ -75,8 +75,7 @@ pub fn linux_console(cluster: &Cluster) -> String {
 /// Quotes `s` for a POSIX shell as one word.
 fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b))
     {
         return s.to_string();

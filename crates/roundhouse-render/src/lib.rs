@@ -167,7 +167,8 @@ fn render_with(
     for config in &shared.installer_configs {
         installer_config = snippets::merge(&installer_config, config);
     }
-    for config in snippets::translate_all(&node.installer_snippets, cluster, options, &mut warnings)?
+    for config in
+        snippets::translate_all(&node.installer_snippets, cluster, options, &mut warnings)?
     {
         installer_config = snippets::merge(&installer_config, &config);
     }

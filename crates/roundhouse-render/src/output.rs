@@ -64,11 +64,26 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteE
     }
 }
 
-/// The JSON text of a document, as written to disk and served.
+/// The JSON text of a document, as written to disk and served: indented, with object keys
+/// sorted, so the bytes depend only on the document's content and not on the order in which
+/// snippets and merges happened to insert keys.
 pub fn document_bytes(value: &impl Serialize) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(value).expect("rendered documents serialize");
+    let value = serde_json::to_value(value).expect("rendered documents serialize");
+    let mut bytes = serde_json::to_vec_pretty(&sorted(value)).expect("JSON values serialize");
     bytes.push(b'\n');
     bytes
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => items.into_iter().map(sorted).collect(),
+        other => other,
+    }
 }
 
 /// Writes `rendered` to `out` and returns the manifest written with it.
@@ -115,13 +130,25 @@ fn write_tree(rendered: &RenderedCluster, dir: &Path) -> Result<Manifest, WriteE
         let final_bytes = document_bytes(&node.final_config);
         let installer_bytes = document_bytes(&node.installer_config);
         for profile in [&node.install_profile, &node.node_profile] {
-            write_file(&dir.join("profiles").join(format!("{}.json", profile.id)), &document_bytes(profile))?;
+            write_file(
+                &dir.join("profiles").join(format!("{}.json", profile.id)),
+                &document_bytes(profile),
+            )?;
         }
         for group in [&node.install_group, &node.node_group] {
-            write_file(&dir.join("groups").join(format!("{}.json", group.id)), &document_bytes(group))?;
+            write_file(
+                &dir.join("groups").join(format!("{}.json", group.id)),
+                &document_bytes(group),
+            )?;
         }
-        write_file(&dir.join("ignition").join(&node.node_profile.ignition_id), &final_bytes)?;
-        write_file(&dir.join("ignition").join(&node.install_profile.ignition_id), &installer_bytes)?;
+        write_file(
+            &dir.join("ignition").join(&node.node_profile.ignition_id),
+            &final_bytes,
+        )?;
+        write_file(
+            &dir.join("ignition").join(&node.install_profile.ignition_id),
+            &installer_bytes,
+        )?;
         nodes.push(ManifestNode {
             name: node.name.clone(),
             mac: node.mac.to_string(),
@@ -145,7 +172,12 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// Replaces `out` with `staging`. The old tree is moved aside first and removed last, so at
 /// every instant `out` is either complete-old, absent for the span of one rename, or
 /// complete-new.
-fn swap_into_place(staging: &Path, out: &Path, parent: &Path, name: &str) -> Result<(), WriteError> {
+fn swap_into_place(
+    staging: &Path,
+    out: &Path,
+    parent: &Path,
+    name: &str,
+) -> Result<(), WriteError> {
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     let had_old = out.exists();
     if had_old {

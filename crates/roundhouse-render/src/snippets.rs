@@ -106,7 +106,12 @@ fn error_diagnostics(snippet: &Snippet, error: &butane::Error) -> Vec<Diagnostic
     }
     let mut out: Vec<Diagnostic> = error
         .report()
-        .map(|r| r.entries.iter().map(|e| to_diagnostic(snippet, e)).collect())
+        .map(|r| {
+            r.entries
+                .iter()
+                .map(|e| to_diagnostic(snippet, e))
+                .collect()
+        })
         .unwrap_or_default();
     if !out.iter().any(|d| d.severity == Severity::Error) {
         // e.g. --strict with only warnings: say why the warnings became fatal, at the top.
@@ -156,14 +161,20 @@ fn to_diagnostic(snippet: &Snippet, entry: &butane::Entry) -> Diagnostic {
         } => {
             // The heredoc's indentation was stripped: find the snippet line inside the cluster
             // file's line to recover the column the user sees.
-            let snippet_line = snippet.text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+            let snippet_line = snippet
+                .text
+                .lines()
+                .nth(line.saturating_sub(1))
+                .unwrap_or("");
             let file_line_no = first_line + line - 1;
             let file_text = std::fs::read_to_string(file).unwrap_or_default();
             let file_line = file_text.lines().nth(file_line_no - 1).unwrap_or("");
             let indent = if snippet_line.is_empty() {
                 0
             } else {
-                file_line.find(snippet_line).map_or(0, |i| file_line[..i].chars().count())
+                file_line
+                    .find(snippet_line)
+                    .map_or(0, |i| file_line[..i].chars().count())
             };
             if file_text.is_empty() {
                 Diagnostic::error_at_line_col(file, &snippet.text, line, column, 1, message)
