@@ -83,6 +83,7 @@ impl ExecError {
                 e.context,
                 e.message
             ),
+            None if e.name.is_empty() => format!("template: {}", e.message),
             None => format!("template: {}: {}", e.name, e.message),
         }
     }

@@ -110,9 +110,10 @@ pub(crate) fn execute<'a>(
     opts: &ExecOptions,
 ) -> Result<String, ExecError> {
     let Some(root) = trees.get(name) else {
+        // Go's ExecuteTemplate message has no template name prefix of its own.
         return Err(ExecError::new(
             parse_name,
-            parse_name,
+            "",
             None,
             String::new(),
             format!(
@@ -351,9 +352,16 @@ impl<'a> Exec<'a, '_> {
                         sprint_value(&val.v)
                     ));
                 }
+                let is_byte = matches!(val.v, Val::Uint8(_));
                 for i in 0..n.max(0) {
                     ran = true;
-                    if self.range_iteration(b, mark, Rv::invalid(), Rv::plain(Val::Int(i)))? {
+                    // Go yields elements of the ranged integer's own type.
+                    let elem = if is_byte {
+                        Val::Uint8(i as u8)
+                    } else {
+                        Val::Int(i)
+                    };
+                    if self.range_iteration(b, mark, Rv::invalid(), Rv::plain(elem))? {
                         break;
                     }
                 }

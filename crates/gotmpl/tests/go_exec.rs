@@ -922,6 +922,21 @@ fn error_messages_have_go_format() {
 }
 
 #[test]
+fn execute_named_templates() {
+    // Mirrors ExecuteTemplate in multi_test.go.
+    let t = Template::parse("main", "{{define \"a\"}}A{{.}}{{end}}M").unwrap();
+    assert_eq!(t.template_names(), vec!["a", "main"]);
+    let d: Value = json!("x").into();
+    let o = ExecOptions::default();
+    assert_eq!(t.execute_named("a", &d, &o).unwrap(), "Ax");
+    assert_eq!(t.execute_value(&d, &o).unwrap(), "M");
+    assert_eq!(
+        t.execute_named("nope", &d, &o).unwrap_err().to_string(),
+        "template: no template \"nope\" associated with template \"main\""
+    );
+}
+
+#[test]
 fn missing_key_options() {
     // Mirrors TestMissingMapKey.
     let d: Value = json!({"x": 99}).into();
