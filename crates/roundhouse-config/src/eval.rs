@@ -22,17 +22,58 @@ use crate::model::SnippetOrigin;
 pub(crate) struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Byte offset of the start of each line. Every string value records its line, so looking
+    /// lines up must not scan the text: a 10,000-node file has tens of thousands of strings.
+    line_starts: Vec<usize>,
 }
 
 impl Source {
+    pub fn new(path: PathBuf, text: String) -> Source {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
-        self.text.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.line_starts.partition_point(|&start| start <= offset)
+    }
+
+    /// An error at a byte span, rendered like [`Diagnostic::error_at`] but using the line index.
+    pub fn diagnostic(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
+        let text = self.text.as_str();
+        let mut offset = span.start.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_of(offset);
+        let line_start = self.line_starts[line - 1];
+        let line_end = self
+            .line_starts
+            .get(line)
+            .map_or(text.len(), |next| next - 1);
+        let mut end = span.end.max(offset).min(line_end);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Diagnostic {
+            severity: crate::diagnostic::Severity::Error,
+            message: message.into(),
+            file: self.path.clone(),
+            line,
+            column: text[line_start..offset].chars().count() + 1,
+            source_line: text[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
+            span_len: text[offset..end].chars().count().max(1),
+            help: None,
+        }
     }
 
     /// The text of a span, or "" when the span is not within the text.
@@ -63,10 +104,7 @@ impl Sink {
         span: &Range<usize>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let len = span.end.saturating_sub(span.start);
-        self.diags.push(Diagnostic::error_at(
-            &src.path, &src.text, span.start, len, message,
-        ));
+        self.diags.push(src.diagnostic(span, message));
         let last = self.diags.len() - 1;
         &mut self.diags[last]
     }
@@ -1118,10 +1156,7 @@ mod tests {
     use super::*;
 
     fn eval_src(text: &str, vars: Option<&Vars>) -> (Option<Value>, Vec<Diagnostic>) {
-        let src = Source {
-            path: PathBuf::from("t.hcl"),
-            text: text.to_string(),
-        };
+        let src = Source::new(PathBuf::from("t.hcl"), text.to_string());
         let body = hcl::edit::parser::parse_body(text).expect("test input parses");
         let attr = body.attributes().next().expect("one attribute");
         let mut sink = Sink::default();
@@ -1136,6 +1171,22 @@ mod tests {
         match v.expect("value").kind {
             Kind::String(s, _) => s,
             other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn indexed_diagnostics_match_the_scanning_ones() {
+        let text = "a = 1\r\nbé = \"x\"\n\n\tc = [\n  1,\n]";
+        let src = Source::new(PathBuf::from("f"), text.to_string());
+        for start in 0..=text.len() {
+            for len in [0, 1, 3, 40] {
+                if !text.is_char_boundary(start) {
+                    continue;
+                }
+                let ours = src.diagnostic(&(start..start + len), "m");
+                let theirs = Diagnostic::error_at(Path::new("f"), text, start, len, "m");
+                assert_eq!(ours, theirs, "span {start}+{len}");
+            }
         }
     }
 

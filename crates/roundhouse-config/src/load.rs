@@ -502,10 +502,7 @@ const DEFAULT_PXE_COMMAND: &str = "echo 'you must (re)provision the node by boot
 
 /// Loads a cluster file from text. The heart of [`crate::load_str`].
 pub(crate) fn load(path: &Path, text: &str, options: &LoadOptions) -> Result<Cluster, Diagnostics> {
-    let src = Source {
-        path: path.to_path_buf(),
-        text: text.to_string(),
-    };
+    let src = Source::new(path.to_path_buf(), text.to_string());
     let mut sink = Sink::default();
     let cluster = match hcl::edit::parser::parse_body(text) {
         Ok(body) => load_body(&body, &src, options, &mut sink),
@@ -778,10 +775,7 @@ fn resolve_variables(
                 continue;
             }
         };
-        let vsrc = Source {
-            path: file.clone(),
-            text,
-        };
+        let vsrc = Source::new(file.clone(), text);
         let body = match hcl::edit::parser::parse_body(&vsrc.text) {
             Ok(b) => b,
             Err(e) => {
@@ -859,10 +853,7 @@ fn resolve_variables(
 /// string, except for a variable whose default is a bool, number, list or object: then it is
 /// an HCL expression (`true`, `3`, `["a", "b"]`).
 fn cli_value(text: &str, default: Option<&Value>, origin: &str, sink: &mut Sink) -> Option<Value> {
-    let vsrc = Source {
-        path: PathBuf::from(origin),
-        text: text.to_string(),
-    };
+    let vsrc = Source::new(PathBuf::from(origin), text.to_string());
     let typed = matches!(
         default.map(|d| &d.kind),
         Some(Kind::Bool(_) | Kind::Number(_) | Kind::List(_) | Kind::Object(_))
