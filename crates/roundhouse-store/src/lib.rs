@@ -1,1 +1,144 @@
-//! placeholder
+//! roundhouse's state store: per-node lifecycle records, the intent journal, an event history
+//! that never expires, and the boot server's fetch journal, behind the small [`StateStore`]
+//! trait so a shared backend can follow the embedded one.
+//!
+//! # API
+//!
+//! - [`StateDir`]: the cluster's state directory. [`StateDir::open_store`] opens (or creates)
+//!   the embedded store, `state.redb` (see [`RedbStore`]); [`StateDir::lock`] takes the apply
+//!   lock, an OS file lock on `apply.lock`, so two `apply`s on one state dir cannot both write:
+//!   the second gets [`LockError::Held`] naming the holder (pid, host, since, purpose).
+//! - [`StateStore`]: read records ([`StateStore::node`], [`StateStore::nodes`],
+//!   [`StateStore::observed`] for the planner), change them only through lifecycle transitions
+//!   ([`StateStore::apply`] with a [`Change`]: the new record and the event explaining it are
+//!   written in one transaction), add notes, page through history ([`StateStore::events`],
+//!   newest first), and keep the fetch journal ([`StateStore::record_fetch`],
+//!   [`StateStore::last_fetch`], [`StateStore::last_fetches`], [`StateStore::fetches_since`]).
+//! - [`MemoryStore`]: the same contract in memory, for tests of the executor and CLI.
+//! - [`import_lokomotive`]: adopts Lokomotive's `<asset_dir>/cluster-assets/<MAC>` flag files
+//!   as nodes installed by PXE with an unknown applied digest.
+//!
+//! Timestamps are always passed in (use [`now`] at the edge), which keeps tests exact.
+
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+
+use bootdata::Mac;
+use roundhouse_plan::{Observed, Timestamp, TransitionError};
+
+mod lock;
+mod lokomotive;
+mod memory;
+mod record;
+mod redb_store;
+
+pub use lock::{ApplyLock, LockError, LockHolder, StateDir};
+pub use lokomotive::{ImportError, ImportReport, import_lokomotive};
+pub use memory::MemoryStore;
+pub use record::{Change, Event, EventQuery, FetchRecord, NodeRecord, apply_change, note_event};
+pub use redb_store::{OpenMode, RedbStore};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the store file open (redb locks it exclusively).
+    #[error("state store {} is in use by another process{holder}; try again when it finishes", path.display())]
+    Busy {
+        /// The store file.
+        path: PathBuf,
+        /// `" (apply lock: pid …)"` when the apply lock names a holder, else empty.
+        holder: String,
+    },
+    /// The database reported an error (I/O, corruption it detected, …).
+    #[error("state store {}: {source}", path.display())]
+    Db {
+        /// The store file.
+        path: PathBuf,
+        /// What redb said.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// A stored value does not decode: written by a newer roundhouse, or damaged.
+    #[error("state store {}: cannot decode {what}: {source}", path.display())]
+    Decode {
+        /// The store file.
+        path: PathBuf,
+        /// Which value.
+        what: String,
+        /// The decoder's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store was written by an incompatible roundhouse.
+    #[error("state store {} has schema version {found}; this roundhouse reads version {supported}", path.display())]
+    Schema {
+        /// The store file.
+        path: PathBuf,
+        /// Version found.
+        found: u64,
+        /// Version this build reads.
+        supported: u64,
+    },
+    /// The change is not allowed from the node's current state.
+    #[error("node {mac}: {source}")]
+    Transition {
+        /// The node.
+        mac: Mac,
+        /// Which transition from which state.
+        #[source]
+        source: TransitionError,
+    },
+}
+
+/// The state store's contract. Implementations are safe to share between threads; every
+/// method is one atomic transaction.
+pub trait StateStore: Send + Sync {
+    /// The record for `mac`, if any.
+    fn node(&self, mac: &Mac) -> Result<Option<NodeRecord>, StoreError>;
+
+    /// Every record, ordered by MAC.
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Applies `change` to `mac`'s record (creating an empty one if needed) through the
+    /// lifecycle's guarded transitions, and appends the matching event, atomically. Returns
+    /// the new record.
+    fn apply(&self, mac: &Mac, change: Change, at: Timestamp) -> Result<NodeRecord, StoreError>;
+
+    /// Appends a free-form note to `mac`'s history without changing its record.
+    fn note(&self, mac: &Mac, message: &str, at: Timestamp) -> Result<Event, StoreError>;
+
+    /// A page of `mac`'s history, newest first.
+    fn events(&self, mac: &Mac, query: EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    /// Appends a fetch-journal record.
+    fn record_fetch(&self, fetch: &FetchRecord) -> Result<(), StoreError>;
+
+    /// The latest fetch by `mac` (by `at`, then by insertion).
+    fn last_fetch(&self, mac: &Mac) -> Result<Option<FetchRecord>, StoreError>;
+
+    /// The latest fetch of every MAC that ever fetched, ordered by MAC.
+    fn last_fetches(&self) -> Result<Vec<FetchRecord>, StoreError>;
+
+    /// Fetches by `mac` at or after `since`, oldest first.
+    fn fetches_since(&self, mac: &Mac, since: Timestamp) -> Result<Vec<FetchRecord>, StoreError>;
+
+    /// The planner's input: every record as an [`roundhouse_plan::ObservedNode`].
+    fn observed(&self) -> Result<Observed, StoreError> {
+        let mut o = Observed::default();
+        for r in self.nodes()? {
+            o.nodes.insert(r.mac, r.observed());
+        }
+        Ok(o)
+    }
+}
+
+/// The current time from the system clock, for callers at the edge (CLI, executor). Before
+/// the epoch (a broken clock) counts as the epoch.
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_unix_millis(ms)
+}

@@ -1,0 +1,290 @@
+//! What the store keeps, and the one function that turns a [`Change`] into a new record plus
+//! the event that explains it (shared by every backend so they cannot disagree).
+
+use std::net::IpAddr;
+
+use bootdata::Mac;
+use roundhouse_plan::{
+    AppliedDigest, Installed, Intent, NodeState, ObservedNode, ProvisionPath, RecreateRequest,
+    Timestamp, TransitionError,
+};
+use serde::{Deserialize, Serialize};
+
+/// Everything recorded about one MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The MAC (the record's key).
+    pub mac: Mac,
+    /// Lifecycle state: domain, how it was last provisioned, the applied digest, kernel args
+    /// and any in-flight intent live here.
+    pub state: NodeState,
+    /// A pending `recreate`; cleared when a PXE install is confirmed.
+    pub recreate: Option<RecreateRequest>,
+    /// How many changes were applied to this record; equals the number of non-note events in
+    /// its history (the crash test checks exactly that).
+    pub version: u64,
+    /// When the last change was applied.
+    pub updated_at: Timestamp,
+}
+
+impl NodeRecord {
+    /// A record for a MAC with nothing known yet.
+    pub fn empty(mac: Mac, at: Timestamp) -> NodeRecord {
+        NodeRecord {
+            mac,
+            state: NodeState::Unknown,
+            recreate: None,
+            version: 0,
+            updated_at: at,
+        }
+    }
+
+    /// The domain of the record (see [`NodeState::recorded_domain`]).
+    pub fn domain(&self) -> Option<&str> {
+        self.state.recorded_domain()
+    }
+
+    /// The last confirmed installation's digest.
+    pub fn applied_digest(&self) -> Option<&AppliedDigest> {
+        self.state.last_installed().map(|i| &i.digest)
+    }
+
+    /// How the node was last provisioned (confirmed).
+    pub fn last_path(&self) -> Option<ProvisionPath> {
+        self.state.last_installed().map(|i| i.path)
+    }
+
+    /// Kernel arguments of the last confirmed installation, if recorded.
+    pub fn kernel_args(&self) -> Option<&[String]> {
+        self.state
+            .last_installed()
+            .and_then(|i| i.kernel_args.as_deref())
+    }
+
+    /// The planner's view of this record.
+    pub fn observed(&self) -> ObservedNode {
+        ObservedNode {
+            state: self.state.clone(),
+            recreate: self.recreate,
+        }
+    }
+}
+
+/// A change to a node's record. Lifecycle changes go through [`NodeState`]'s guarded
+/// transitions, so a change the current state does not allow is refused, not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// [`NodeState::begin_install`].
+    BeginInstall(Intent),
+    /// [`NodeState::begin_reprovision`].
+    BeginReprovision(Intent),
+    /// [`NodeState::mark_triggered`] at the change's time.
+    MarkTriggered,
+    /// [`NodeState::confirm`]; a confirmed PXE install also clears a pending recreate.
+    Confirm,
+    /// [`NodeState::fail`] with this error.
+    Fail(String),
+    /// [`NodeState::abandon`] for this reason.
+    Abandon(String),
+    /// [`NodeState::adopt`] (import from Lokomotive).
+    Adopt(Installed),
+    /// [`NodeState::forget`]; also drops a pending recreate. History is kept.
+    Forget,
+    /// Record `roundhouse recreate`.
+    RequestRecreate {
+        /// `--allow-controllers` was given.
+        allow_controller: bool,
+    },
+    /// Withdraw a pending recreate.
+    CancelRecreate,
+}
+
+/// One entry of a node's history. Events are never deleted or rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Store-wide sequence number: increasing, never reused, so it orders events and serves as
+    /// a paging cursor.
+    pub seq: u64,
+    /// The node's MAC.
+    pub mac: Mac,
+    /// When it happened (caller's clock).
+    pub at: Timestamp,
+    /// `begin-install`, `begin-reprovision`, `triggered`, `confirmed`, `failed`, `abandoned`,
+    /// `adopted`, `forgotten`, `recreate-requested`, `recreate-cancelled`, or `note`.
+    pub kind: String,
+    /// The lifecycle state's name after the event.
+    pub state: String,
+    /// The digest involved, if any.
+    pub digest: Option<String>,
+    /// The path involved, if any.
+    pub path: Option<ProvisionPath>,
+    /// Human detail (an error, a note).
+    pub message: String,
+}
+
+/// A page of a node's history: events older than `before` (a sequence number; `None` for the
+/// newest), at most `limit` of them, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Cursor: return only events with `seq < before`. Pass the last returned event's `seq` to
+    /// get the next page.
+    pub before: Option<u64>,
+    /// Page size.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// The newest `limit` events.
+    pub fn newest(limit: usize) -> EventQuery {
+        EventQuery {
+            before: None,
+            limit,
+        }
+    }
+}
+
+/// One request the boot server answered for a machine (its fetch journal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRecord {
+    /// The requesting machine's MAC (from the `mac` query label).
+    pub mac: Mac,
+    /// The client's address as the server saw it.
+    pub client_ip: IpAddr,
+    /// The route served: `/ipxe`, `/ignition`, `/grub`, ….
+    pub route: String,
+    /// The group that matched, if any.
+    pub group: Option<String>,
+    /// Digest of the config served, for config routes.
+    pub digest: Option<String>,
+    /// When it was served.
+    pub at: Timestamp,
+}
+
+/// Applies `change` to `record` and returns the event describing it (with `seq` 0: the
+/// backend assigns it). On error the record is untouched.
+pub fn apply_change(
+    record: &mut NodeRecord,
+    change: Change,
+    at: Timestamp,
+) -> Result<Event, TransitionError> {
+    let mut state = record.state.clone();
+    let mut recreate = record.recreate;
+    let (kind, digest, path, message): (&str, Option<String>, Option<ProvisionPath>, String) =
+        match change {
+            Change::BeginInstall(intent) => {
+                let (d, p) = (intent.digest.clone(), intent.path);
+                state.begin_install(intent)?;
+                ("begin-install", Some(d), Some(p), String::new())
+            }
+            Change::BeginReprovision(intent) => {
+                let (d, p) = (intent.digest.clone(), intent.path);
+                state.begin_reprovision(intent)?;
+                ("begin-reprovision", Some(d), Some(p), String::new())
+            }
+            Change::MarkTriggered => {
+                state.mark_triggered(at)?;
+                let i = state.pending_intent();
+                (
+                    "triggered",
+                    i.map(|i| i.digest.clone()),
+                    i.map(|i| i.path),
+                    String::new(),
+                )
+            }
+            Change::Confirm => {
+                state.confirm(at)?;
+                let inst = state.last_installed();
+                let path = inst.map(|i| i.path);
+                if path == Some(ProvisionPath::Pxe) {
+                    recreate = None;
+                }
+                (
+                    "confirmed",
+                    inst.and_then(|i| i.digest.known().map(str::to_string)),
+                    path,
+                    String::new(),
+                )
+            }
+            Change::Fail(error) => {
+                state.fail(error.clone(), at)?;
+                let (d, p) = failed_attempt(&state);
+                ("failed", d, p, error)
+            }
+            Change::Abandon(why) => {
+                state.abandon(&why, at)?;
+                let (d, p) = failed_attempt(&state);
+                ("abandoned", d, p, why)
+            }
+            Change::Adopt(installed) => {
+                let (d, p, dom) = (
+                    installed.digest.known().map(str::to_string),
+                    installed.path,
+                    installed.domain.clone(),
+                );
+                state.adopt(installed)?;
+                ("adopted", d, Some(p), format!("domain {dom}"))
+            }
+            Change::Forget => {
+                state.forget();
+                recreate = None;
+                ("forgotten", None, None, String::new())
+            }
+            Change::RequestRecreate { allow_controller } => {
+                recreate = Some(RecreateRequest {
+                    requested_at: at,
+                    allow_controller,
+                });
+                let msg = if allow_controller {
+                    "controllers allowed"
+                } else {
+                    ""
+                };
+                (
+                    "recreate-requested",
+                    None,
+                    Some(ProvisionPath::Pxe),
+                    msg.to_string(),
+                )
+            }
+            Change::CancelRecreate => {
+                recreate = None;
+                ("recreate-cancelled", None, None, String::new())
+            }
+        };
+    record.state = state;
+    record.recreate = recreate;
+    record.version += 1;
+    record.updated_at = at;
+    Ok(Event {
+        seq: 0,
+        mac: record.mac,
+        at,
+        kind: kind.to_string(),
+        state: record.state.name().to_string(),
+        digest,
+        path,
+        message,
+    })
+}
+
+fn failed_attempt(state: &NodeState) -> (Option<String>, Option<ProvisionPath>) {
+    match state {
+        NodeState::Failed { intent, .. } => (Some(intent.digest.clone()), Some(intent.path)),
+        _ => (None, None),
+    }
+}
+
+/// A free-form progress note for a node's history (the executor's "ssh reachable", "waiting
+/// for fetch"…). Notes do not change the record.
+pub fn note_event(mac: Mac, message: &str, state: &NodeState, at: Timestamp) -> Event {
+    Event {
+        seq: 0,
+        mac,
+        at,
+        kind: "note".to_string(),
+        state: state.name().to_string(),
+        digest: None,
+        path: None,
+        message: message.to_string(),
+    }
+}
