@@ -143,6 +143,10 @@ fn eval_args(args: Vec<Rv<'_>>) -> String {
 }
 
 fn index_arg(index: &Rv, cap: usize) -> Result<usize, CallError> {
+    if index.boxed {
+        // `slice` passes its indexes without unwrapping interfaces; Go rejects them.
+        return go("cannot index slice/array with type interface {}");
+    }
     let x: i128 = match index.v {
         Val::Int(i) => i as i128,
         Val::Uint8(u) => u as i128,
@@ -239,7 +243,7 @@ fn slice<'a>(item: Rv<'a>, indexes: Vec<Rv<'a>>) -> CallResult<'a> {
     };
     let mut idx = [0, cap, 0];
     for (i, index) in indexes.iter().enumerate() {
-        idx[i] = index_arg(&index.clone().unboxed(), cap)?;
+        idx[i] = index_arg(index, cap)?;
     }
     if idx[0] > idx[1] {
         return go(format!("invalid slice index: {} > {}", idx[0], idx[1]));

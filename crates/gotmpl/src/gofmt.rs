@@ -234,6 +234,107 @@ pub(crate) fn format_float(v: f64, verb: char, prec: Option<usize>) -> String {
     out
 }
 
+/// Go's `strconv.FormatFloat(v, 'b', -1, 64)`: decimal mantissa and binary exponent.
+pub(crate) fn format_float_binary(v: f64) -> String {
+    if !v.is_finite() {
+        return format_float(v, 'g', None);
+    }
+    let bits = v.to_bits();
+    let neg = bits >> 63 != 0;
+    let mut exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1 << 52) - 1);
+    if exp == 0 {
+        exp += 1; // subnormal
+    } else {
+        mant |= 1 << 52;
+    }
+    exp -= 1023 + 52;
+    format!(
+        "{}{mant}p{}{exp}",
+        if neg { "-" } else { "" },
+        if exp >= 0 { "+" } else { "" }
+    )
+}
+
+/// Go's `strconv.FormatFloat(v, 'x', prec, 64)`: `-0x1.yyyp±dd`, hexadecimal mantissa
+/// rounded to `prec` hex digits (shortest exact form when `None`).
+pub(crate) fn format_float_hex(v: f64, prec: Option<usize>, upper: bool) -> String {
+    if !v.is_finite() {
+        return format_float(v, 'g', None);
+    }
+    let bits = v.to_bits();
+    let neg = bits >> 63 != 0;
+    let mut exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1 << 52) - 1);
+    if exp == 0 {
+        exp += 1;
+    } else {
+        mant |= 1 << 52;
+    }
+    exp -= 1023;
+    if mant == 0 {
+        exp = 0;
+    }
+    // Normalise so that the leading 1 sits at bit 60.
+    mant <<= 60 - 52;
+    while mant != 0 && mant & (1 << 60) == 0 {
+        mant <<= 1;
+        exp -= 1;
+    }
+    if let Some(p) = prec.filter(|p| *p < 15) {
+        let shift = (p * 4) as u32;
+        let extra = (mant << shift) & ((1 << 60) - 1);
+        mant >>= 60 - shift;
+        // Round half to even.
+        if extra | (mant & 1) > 1 << 59 {
+            mant += 1;
+        }
+        mant <<= 60 - shift;
+        if mant & (1 << 61) != 0 {
+            mant >>= 1;
+            exp += 1;
+        }
+    }
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    out.push('0');
+    out.push(if upper { 'X' } else { 'x' });
+    out.push((b'0' + ((mant >> 60) & 1) as u8) as char);
+    mant <<= 4;
+    match prec {
+        None if mant != 0 => {
+            out.push('.');
+            while mant != 0 {
+                out.push(digits[((mant >> 60) & 15) as usize] as char);
+                mant <<= 4;
+            }
+        }
+        Some(p) if p > 0 => {
+            out.push('.');
+            for _ in 0..p {
+                out.push(digits[((mant >> 60) & 15) as usize] as char);
+                mant <<= 4;
+            }
+        }
+        _ => {}
+    }
+    out.push(if upper { 'P' } else { 'p' });
+    out.push(if exp < 0 { '-' } else { '+' });
+    let e = exp.unsigned_abs();
+    if e < 10 {
+        out.push('0');
+    }
+    let _ = write!(out, "{e}");
+    out
+}
+
 /// Formatting state for one verb, as Go's `fmt.fmt` flags.
 #[derive(Default, Clone, Copy)]
 struct Flags {
@@ -305,11 +406,9 @@ impl Printer {
             v => {
                 self.buf.push_str(v.type_name());
                 self.buf.push('=');
-                let saved = self.f;
-                self.f = Flags::default();
-                // %v never fails for the values we model.
+                // Go prints the operand with %v and the flags of the bad verb, so
+                // `%05.1f` of "x" shows `%!f(string=0000x)`.
                 let _ = self.print_value(v, 'v', 0);
-                self.f = saved;
             }
         }
         self.buf.push(')');
@@ -364,7 +463,11 @@ impl Printer {
 
     fn fmt_float(&mut self, v: f64, verb: char, default_prec: Option<usize>) {
         let prec = self.f.prec.or(default_prec);
-        let num = format_float(v, verb, prec);
+        self.fmt_float_text(format_float(v, verb, prec));
+    }
+
+    /// Sign and padding handling of Go's `fmt.fmtFloat` for an already formatted number.
+    fn fmt_float_text(&mut self, num: String) {
         let (mut sign, body) = match num.strip_prefix('-') {
             Some(rest) => ('-', rest.to_string()),
             None => match num.strip_prefix('+') {
@@ -462,7 +565,8 @@ impl Printer {
                 self.pad(&t);
             }
             'U' => {
-                let t = format!("U+{:04X}", i);
+                // Go formats the operand as a uint64, so negative values wrap.
+                let t = format!("U+{:04X}", i as i64 as u64);
                 self.pad(&t);
             }
             'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 's' | 't' => self.bad_verb(verb, v),
@@ -473,9 +577,9 @@ impl Printer {
 
     fn print_elem(&mut self, e: &Value, verb: char, depth: usize) -> Result<(), Unsupported> {
         match e {
-            // A nil interface element prints as <nil> whatever the verb.
+            // A nil interface element prints as <nil> whatever the verb, unpadded.
             Value::Nil => {
-                self.pad("<nil>");
+                self.buf.push_str("<nil>");
                 Ok(())
             }
             e => self.print_value(&Val::from_value(e), verb, depth + 1),
@@ -509,8 +613,13 @@ impl Printer {
                 'v' => self.fmt_float(*x, 'g', None),
                 'g' | 'G' => self.fmt_float(*x, verb, None),
                 'e' | 'E' | 'f' | 'F' => self.fmt_float(*x, verb, Some(6)),
-                'b' | 'x' | 'X' => {
-                    return Err(Unsupported(format!("the %{verb} verb for float64")));
+                'b' => {
+                    let s = format_float_binary(*x);
+                    self.fmt_float_text(s);
+                }
+                'x' | 'X' => {
+                    let s = format_float_hex(*x, self.f.prec, verb == 'X');
+                    self.fmt_float_text(s);
                 }
                 _ => self.bad_verb(verb, v),
             },
@@ -803,6 +912,22 @@ mod tests {
     }
 
     #[test]
+    fn binary_and_hex_floats() {
+        // Go: strconv.FormatFloat(x, 'b'/'x', -1, 64), fmt "%X".
+        assert_eq!(format_float_binary(1.0), "4503599627370496p-52");
+        assert_eq!(format_float_binary(1e6), "8589934592000000p-33");
+        assert_eq!(format_float_binary(0.0), "0p-1074");
+        assert_eq!(format_float_hex(1.0, None, false), "0x1p+00");
+        assert_eq!(
+            format_float_hex(2.5e-7, None, true),
+            "0X1.0C6F7A0B5ED8DP-22"
+        );
+        assert_eq!(format_float_hex(0.0, None, false), "0x0p+00");
+        assert_eq!(format_float_hex(1.5, Some(0), false), "0x1p+01");
+        assert_eq!(format_float_hex(-3.0, Some(2), false), "-0x1.80p+01");
+    }
+
+    #[test]
     fn sprint_spacing_follows_go() {
         // fmt.Sprint adds spaces between operands when neither is a string.
         assert_eq!(sprint(&[Val::Int(1), Val::Int(2)]), "1 2");
@@ -835,6 +960,6 @@ mod tests {
     fn unsupported_features_are_errors() {
         assert!(sprintf("%*d", &[Val::Int(1), Val::Int(2)]).is_err());
         assert!(sprintf("%[1]d", &[Val::Int(1)]).is_err());
-        assert!(sprintf("%x", &[Val::Float(1.0)]).is_err());
+        assert!(sprintf("%#d", &[Val::Int(1)]).is_err());
     }
 }

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Writes cases.in.json for oracle.go: the template cases of ../go_exec.rs and
+../matchbox.rs, plus random templates built from template fragments (fixed seed).
+
+    python3 gen_cases.py > cases.in.json
+    go run oracle.go < cases.in.json > cases.json
+"""
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Go 1.19 (Debian 12's toolchain) lacks these later additions; they are tested by hand.
+NEWER_GO = ("else with", "range $i := 5", "range 5", "range 0", "range 64", "range 100",
+            "range 1000000000", "range $i, $x := 5")
+
+DATA = {
+    "True": True, "I": 17, "X": "x", "S": "xyz", "U": {"V": "v"},
+    "SI": [3, 4, 5], "SIEmpty": [], "SB": [True, False],
+    "MSI": {"one": 1, "two": 2, "three": 3}, "MSIone": {"one": 1}, "MSIEmpty": {},
+    "SMSI": [{"one": 1, "two": 2}, {"eleven": 11, "twelve": 12}],
+    "Empty0": None, "Empty3": [7, 8], "Empty4": {"V": "UinEmpty"},
+    "F": 1.5, "Big": 1000000, "PS": "a string",
+}
+
+RUST_STR = r'"((?:[^"\\]|\\.)*)"'
+
+
+def rust_templates(path):
+    """The second string of each ("name", "template", ...) tuple in a Rust test table."""
+    text = path.read_text()
+    for m in re.finditer(r'\(\s*' + RUST_STR + r',\s*' + RUST_STR + r',\s*(?:Out|Fails)\(', text):
+        name, tmpl = (json.loads('"' + g + '"') for g in m.groups())
+        yield name, tmpl
+
+
+FRAGMENTS = [
+    "{{", "}}", "{{- ", " -}}", "{{end}}", "{{else}}", "{{if .True}}", "{{if .Empty0}}",
+    "{{range .SI}}", "{{range .MSI}}", "{{range $k, $v := .MSI}}", "{{range $i, $e := .SMSI}}",
+    "{{with .U}}", "{{with .Empty0}}", "{{break}}", "{{continue}}", "{{/* c */}}",
+    ".", ".X", ".I", ".F", ".Big", ".S", ".SI", ".MSI", ".U.V", ".Empty0", ".Empty3",
+    ".SMSI", ".MSI.one", ".nope", "$", "$.X", "$x := ", "$x = ", "$x", "$k", "$v", "$e",
+    " | ", "(", ")", " ", "\n", '"s"', '"%d"', '"%v"', '"%s"', '"%q"', '"%x"', '"%5.2f"',
+    '"%-4v|"', '"%T"', "`r`", "3", "0", "-1.5e3", "1.5", "'c'", "nil", "true", "false",
+    " index ", " len ", " slice ", " and ", " or ", " not ", " eq ", " ne ", " lt ", " le ",
+    " gt ", " ge ", " print ", " printf ", " println ", " html ", " js ", " urlquery ",
+]
+
+
+def random_templates(n, seed):
+    rng = random.Random(seed)
+    for i in range(n):
+        parts = [rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 12))]
+        # Bias towards complete actions: wrap a short pipeline in braces.
+        if rng.random() < 0.7:
+            inner = "".join(rng.choice(FRAGMENTS[21:]) for _ in range(rng.randint(1, 5)))
+            parts.insert(rng.randint(0, len(parts)), "{{" + inner + "}}")
+        yield f"random-{i}", "".join(parts)
+
+
+OPERANDS = [
+    ".", "$", ".X", ".I", ".F", ".Big", ".S", ".SI", ".SIEmpty", ".MSI", ".MSIEmpty", ".U",
+    ".U.V", ".Empty0", ".Empty3", ".SMSI", ".SB", ".True", ".PS", ".MSI.one", "3", "0", "-2",
+    "1.5", "0.0", "1e6", "2.5e-7", "'a'", '"x"', '""', '"xyz"', "true", "false", "nil",
+    "(index .SI 1)", "(len .S)", "(index .S 0)", "(slice .SI 1)", "(index .MSI \"one\")",
+    "(print .I)", "(.U)", "(eq 1 1)",
+]
+FUNCS = ["index", "len", "slice", "and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge",
+         "print", "println", "html", "js", "urlquery"]
+VERBS = ["%d", "%s", "%v", "%5.2f", "%x", "%X", "%q", "%t", "%-3v|", "%03d", "%e", "%g",
+         "%.3g", "%c", "%U", "%o", "%b", "%T", "%%", "%8.3e", "%+d", "% d", "%.1s", "%6s",
+         "%-6s|", "%05.1f", "%G", "%E", "%.0f", "%10v|"]
+
+
+def valid_templates(n, seed):
+    """Syntactically valid templates that exercise evaluation, printing and comparison."""
+    rng = random.Random(seed)
+    op = lambda: rng.choice(OPERANDS)
+    for i in range(n):
+        form = rng.randrange(7)
+        if form == 0:
+            t = "{{" + rng.choice(FUNCS) + " " + " ".join(op() for _ in range(rng.randint(0, 3))) + "}}"
+        elif form == 1:
+            fmt = "".join(rng.choice(VERBS) + rng.choice(["", " ", "-"]) for _ in range(rng.randint(1, 3)))
+            t = "{{printf " + json.dumps(fmt) + " " + " ".join(op() for _ in range(rng.randint(0, 3))) + "}}"
+        elif form == 2:
+            t = "{{" + op() + " | " + rng.choice(FUNCS) + " " + " ".join(op() for _ in range(rng.randint(0, 2))) + "}}"
+        elif form == 3:
+            t = "{{if " + rng.choice(FUNCS) + " " + op() + " " + op() + "}}T{{else}}F{{end}}"
+        elif form == 4:
+            t = "{{range $i, $e := " + op() + "}}{{$i}}:{{$e}};{{else}}E{{end}}"
+        elif form == 5:
+            t = "{{with $x := " + op() + "}}{{.}}|{{$x}}{{else}}W{{end}}"
+        else:
+            t = "{{" + op() + "}}"
+        yield f"valid-{i}", t
+
+
+def main():
+    cases = []
+    seen = set()
+    for rs in ("go_exec.rs", "matchbox.rs"):
+        for name, tmpl in rust_templates(HERE.parent / rs):
+            if any(s in tmpl for s in NEWER_GO) or tmpl in seen:
+                continue
+            seen.add(tmpl)
+            cases.append({"name": f"{rs}: {name}", "template": tmpl})
+    for name, tmpl in random_templates(int(sys.argv[1]) if len(sys.argv) > 1 else 1500, 7):
+        if tmpl in seen:
+            continue
+        seen.add(tmpl)
+        cases.append({"name": name, "template": tmpl})
+    for name, tmpl in valid_templates(int(sys.argv[2]) if len(sys.argv) > 2 else 2500, 11):
+        if tmpl in seen:
+            continue
+        seen.add(tmpl)
+        cases.append({"name": name, "template": tmpl})
+    json.dump({"data": DATA, "cases": cases}, sys.stdout, indent=1, ensure_ascii=False)
+
+
+main()
