@@ -30,20 +30,17 @@ struct Case {
 /// follows current Go.
 fn newer_go_equivalent(go: &str, ours: &str) -> bool {
     // Go 1.21+ names the operand types: "incompatible types for comparison: float64 and int".
-    if let Some(prefix) = go.strip_suffix("incompatible types for comparison") {
-        if ours.starts_with(go)
-            && ours[prefix.len()..].starts_with("incompatible types for comparison: ")
-        {
-            return true;
-        }
+    if let Some(prefix) = go.strip_suffix("incompatible types for comparison")
+        && ours.starts_with(go)
+    {
+        return ours[prefix.len()..].starts_with("incompatible types for comparison: ");
     }
     // Go 1.21+ no longer rejects a non-comparable first operand of eq up front; it reports
     // "non-comparable type(s) ..." when comparing instead.
-    if let Some(prefix) = go.strip_suffix("invalid type for comparison") {
-        if prefix.ends_with("error calling eq: ") || prefix.ends_with("error calling ne: ") {
-            return ours.starts_with(prefix)
-                && ours[prefix.len()..].starts_with("non-comparable type");
-        }
+    if let Some(prefix) = go.strip_suffix("invalid type for comparison")
+        && (prefix.ends_with("error calling eq: ") || prefix.ends_with("error calling ne: "))
+    {
+        return ours.starts_with(prefix) && ours[prefix.len()..].starts_with("non-comparable type");
     }
     // Go 1.20+ lexes a stray ")" as an error token ("unexpected right paren") instead of
     // handing it to the parser ("unexpected \")\" in command").
@@ -56,10 +53,10 @@ fn newer_go_equivalent(go: &str, ours: &str) -> bool {
         return ours.starts_with(prefix) && ours.ends_with(&format!(" of type {ty}"));
     }
     // Go 1.22+ ranges over integers; with two variables that is an error of its own.
-    if let Some((prefix, n)) = go.rsplit_once("range can't iterate over ") {
-        if n.parse::<i64>().is_ok() {
-            return ours == format!("{prefix}can't use {n} to iterate over more than one variable");
-        }
+    if let Some((prefix, n)) = go.rsplit_once("range can't iterate over ")
+        && n.parse::<i64>().is_ok()
+    {
+        return ours == format!("{prefix}can't use {n} to iterate over more than one variable");
     }
     // The template call depth limit is deliberately 100 here, 100000 in Go.
     if let Some(prefix) = go.strip_suffix("exceeded maximum template depth (100000)") {
