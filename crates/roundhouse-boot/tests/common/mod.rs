@@ -65,13 +65,18 @@ impl Running {
 
     /// Sends raw bytes and parses the answer.
     pub fn raw(&self, bytes: &[u8], head: bool) -> Response {
+        Response::parse(&self.raw_bytes(bytes), head)
+    }
+
+    /// Sends raw bytes and returns whatever comes back until the server closes.
+    pub fn raw_bytes(&self, bytes: &[u8]) -> Vec<u8> {
         let mut s = TcpStream::connect(self.addr).expect("connecting");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         // The server may answer and close before reading everything (431): ignore write errors.
         let _ = s.write_all(bytes);
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
-        Response::parse(&buf, head)
+        buf
     }
 }
 
