@@ -2,7 +2,7 @@
 """Writes cases.in.json for oracle.go: the template cases of ../go_exec.rs and
 ../matchbox.rs, plus random templates built from template fragments (fixed seed).
 
-    python3 gen_cases.py > cases.in.json
+    python3 gen_cases.py [RANDOM VALID SEED] > cases.in.json
     go run oracle.go < cases.in.json > cases.json
 """
 import json
@@ -23,7 +23,11 @@ DATA = {
     "SMSI": [{"one": 1, "two": 2}, {"eleven": 11, "twelve": 12}],
     "Empty0": None, "Empty3": [7, 8], "Empty4": {"V": "UinEmpty"},
     "F": 1.5, "Big": 1000000, "PS": "a string",
+    "N": [1e21, 1e20, 123456789, 0.1, 1e-5, -0.0, 5e-324, 1.7976931348623157e308, 100000,
+          0.000123, 2.5, -1234.5678, 9007199254740993],
+    "W": "h\u00e9llo\t\"w\u00f6rld\"\u00a0\u200b\u0007<&>='\\",
 }
+QUERY = {"mac": "52:54:00:00:00:01", "UUID": "abc", "os": "installed"}
 
 RUST_STR = r'"((?:[^"\\]|\\.)*)"'
 
@@ -65,7 +69,10 @@ OPERANDS = [
     ".U.V", ".Empty0", ".Empty3", ".SMSI", ".SB", ".True", ".PS", ".MSI.one", "3", "0", "-2",
     "1.5", "0.0", "1e6", "2.5e-7", "'a'", '"x"', '""', '"xyz"', "true", "false", "nil",
     "(index .SI 1)", "(len .S)", "(index .S 0)", "(slice .SI 1)", "(index .MSI \"one\")",
-    "(print .I)", "(.U)", "(eq 1 1)",
+    "(print .I)", "(.U)", "(eq 1 1)", ".N", ".W", "(index .N 0)", "(index .N 3)",
+    "(index .N 5)", "(index .N 6)", "(index .N 7)", "(index .N 11)", "(index .N 12)",
+    "(slice .W 1 3)", ".request.query", ".request.query.os", "(index .request.query \"nope\")",
+    "(index .request.query \"UUID\")",
 ]
 FUNCS = ["index", "len", "slice", "and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge",
          "print", "println", "html", "js", "urlquery"]
@@ -95,7 +102,7 @@ def valid_templates(n, seed):
             t = "{{with $x := " + op() + "}}{{.}}|{{$x}}{{else}}W{{end}}"
         else:
             t = "{{" + op() + "}}"
-        yield f"valid-{i}", t
+        yield f"valid-{i}", t, rng.random() < 0.3
 
 
 def main():
@@ -107,16 +114,20 @@ def main():
                 continue
             seen.add(tmpl)
             cases.append({"name": f"{rs}: {name}", "template": tmpl})
-    for name, tmpl in random_templates(int(sys.argv[1]) if len(sys.argv) > 1 else 1500, 7):
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    for name, tmpl in random_templates(int(sys.argv[1]) if len(sys.argv) > 1 else 1500, 7 + seed):
         if tmpl in seen:
             continue
         seen.add(tmpl)
         cases.append({"name": name, "template": tmpl})
-    for name, tmpl in valid_templates(int(sys.argv[2]) if len(sys.argv) > 2 else 2500, 11):
+    for name, tmpl, query in valid_templates(int(sys.argv[2]) if len(sys.argv) > 2 else 2500, 11 + seed):
         if tmpl in seen:
             continue
         seen.add(tmpl)
-        cases.append({"name": name, "template": tmpl})
+        case = {"name": name, "template": tmpl}
+        if query:
+            case["query"] = QUERY
+        cases.append(case)
     json.dump({"data": DATA, "cases": cases}, sys.stdout, indent=1, ensure_ascii=False)
 
 
