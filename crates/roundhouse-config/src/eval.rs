@@ -257,7 +257,12 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
                 return None;
             }
         },
-        Expression::String(s) => Kind::String(s.value().clone(), inline(span.start)),
+        Expression::String(s) => {
+            if src.slice(&span).contains('\n') {
+                return multi_line_string(src, &span, sink);
+            }
+            Kind::String(s.value().clone(), inline(span.start))
+        }
         Expression::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             let mut ok = true;
@@ -319,6 +324,18 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
             Kind::Object(out)
         }
         Expression::StringTemplate(template) => {
+            // As in Terraform, `"${x}"` is `x` itself, not its text: lists stay lists and a
+            // `file()` keeps its origin.
+            let mut elements = template.iter();
+            if let (Some(Element::Interpolation(only)), None) = (elements.next(), elements.next()) {
+                return eval(&only.expr, scope, sink).map(|v| v.respan(&span));
+            }
+            let broken = template.iter().any(|e| {
+                matches!(e, Element::Literal(lit) if lit.span().is_some_and(|s| src.slice(&s).contains('\n')))
+            });
+            if broken {
+                return multi_line_string(src, &span, sink);
+            }
             let parts: Vec<Part<'_>> = template.iter().map(Part::from_element).collect();
             Kind::String(render_parts(&parts, scope, sink)?, inline(span.start))
         }
@@ -409,6 +426,16 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
         }
     };
     Some(Value { kind, span })
+}
+
+/// HCL does not allow line breaks in quoted strings (`hcl-edit` accepts them); Terraform
+/// rejects them too, and a forgotten closing quote is the usual cause.
+fn multi_line_string(src: &Source, span: &Range<usize>, sink: &mut Sink) -> Option<Value> {
+    sink.error(src, span, "a quoted string cannot span several lines")
+        .help = Some(
+        "is a closing `\"` missing? For text of several lines use a heredoc: <<-EOT ... EOT".into(),
+    );
+    None
 }
 
 fn vars_or_report<'a>(scope: &Scope<'a>, span: &Range<usize>, sink: &mut Sink) -> Option<&'a Vars> {
@@ -1239,6 +1266,24 @@ mod tests {
             v.expect("value").as_string().as_deref(),
             Some("a-mercury-3true")
         );
+    }
+
+    #[test]
+    fn quoted_strings_stay_on_one_line() {
+        let (v, d) = eval_src("x = \"a\nb\"", None);
+        assert!(v.is_none());
+        assert_eq!(d[0].message, "a quoted string cannot span several lines");
+        let (v, _) = eval_src("x = \"a${1}\nb\"", None);
+        assert!(v.is_none());
+        // An escaped newline is fine.
+        assert_eq!(string_of("x = \"a\\nb\""), "a\nb");
+    }
+
+    #[test]
+    fn lone_interpolation_is_the_value_itself() {
+        let (v, d) = eval_src("x = \"${[1, 2]}\"", None);
+        assert!(d.is_empty(), "{d:?}");
+        assert!(matches!(v.expect("value").kind, Kind::List(ref items) if items.len() == 2));
     }
 
     #[test]

@@ -522,7 +522,7 @@ pub(crate) fn load(path: &Path, text: &str, options: &LoadOptions) -> Result<Clu
             // Problems with inputs (var files, --var, environment) first, then the cluster file
             // top to bottom.
             diags.sort_by(|a, b| {
-                let key = |d: &Diagnostic| (d.file == src.path, d.line, d.column);
+                let key = |d: &Diagnostic| (d.file == src.path, d.file.clone(), d.line, d.column);
                 key(a).cmp(&key(b)).then_with(|| a.message.cmp(&b.message))
             });
             diags.dedup();
@@ -550,13 +550,56 @@ fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnostic {
         .with_help("remove one of them");
     }
     let len = rest.chars().next().map_or(1, char::len_utf8);
-    Diagnostic::error_at(
+    let mut d = Diagnostic::error_at(
         &src.path,
         &src.text,
         offset,
         len,
         format!("syntax error: {}", e.message()),
-    )
+    );
+    let previous_line = src
+        .text
+        .lines()
+        .nth(d.line.saturating_sub(2))
+        .filter(|_| d.line > 1)
+        .unwrap_or("");
+    d.help = syntax_hint(e.message(), &d.source_line, previous_line, d.line, rest);
+    d
+}
+
+fn odd_quotes(line: &str) -> bool {
+    line.char_indices()
+        .filter(|&(i, c)| c == '"' && !line[..i].ends_with('\\'))
+        .count()
+        % 2
+        == 1
+}
+
+/// A guess at the cause of a parse error, for the mistakes people make most.
+fn syntax_hint(
+    message: &str,
+    line: &str,
+    previous_line: &str,
+    line_no: usize,
+    rest: &str,
+) -> Option<String> {
+    Some(if message.contains("heredoc end delimiter") {
+        "a heredoc ends with a line holding only its delimiter, e.g. `EOT`".into()
+    } else if odd_quotes(line) {
+        "is a closing `\"` missing on this line?".into()
+    } else if odd_quotes(previous_line) {
+        format!("is a closing `\"` missing on line {}?", line_no - 1)
+    } else if rest.starts_with(',') {
+        "attributes are separated by newlines, not commas".into()
+    } else if rest.trim().is_empty() {
+        "the file ends inside a block: is a closing `}` missing?".into()
+    } else if rest.starts_with(':') || rest.starts_with('.') {
+        "text values need double quotes, e.g. `mac = \"52:54:00:a1:00:01\"`".into()
+    } else if message.ends_with("expected `{`") && !line.contains('=') {
+        "an attribute needs `=` between its name and value".into()
+    } else {
+        return None;
+    })
 }
 
 fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) -> Option<Cluster> {
@@ -988,7 +1031,16 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
     let kernel_console = r
         .kernel_words(&f, "kernel_console")
         .unwrap_or_else(|| vec!["console=tty0".into(), "console=ttyS0".into()]);
-    let pxe_command = r.line(&f, "pxe_command").map(|(s, _)| s);
+    let pxe_command = r.string(&f, "pxe_command").and_then(|(s, span)| {
+        if s.trim().is_empty() {
+            r.error(&span, "`pxe_command` must not be empty").help = Some(
+                "leave it out to get the default, which asks you to PXE-boot the machine".into(),
+            );
+            None
+        } else {
+            Some(s)
+        }
+    });
     let snippets = r.snippets(&f, "snippets").unwrap_or_default();
     let installer_snippets = r.snippets(&f, "installer_snippets").unwrap_or_default();
     let policies = [

@@ -1,0 +1,4 @@
+cluster {
+  name             = "lab
+  asset_dir        = "assets"
+}
