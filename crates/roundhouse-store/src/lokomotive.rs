@@ -7,6 +7,7 @@
 //! arguments. The planner then re-provisions it in place only where the role's policy allows,
 //! and holds it (drift) otherwise — see docs/planner.md.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bootdata::Mac;
@@ -21,7 +22,7 @@ const MAX_FLAG_FILE: u64 = 4096;
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
-    /// Nodes adopted: MAC and domain.
+    /// Nodes adopted: MAC and domain, ordered by MAC.
     pub adopted: Vec<(Mac, String)>,
     /// Flag files not adopted, with the reason (already known, empty, unreadable…).
     pub skipped: Vec<(PathBuf, String)>,
@@ -49,7 +50,9 @@ pub enum ImportError {
 
 /// Adopts every `<asset_dir>/cluster-assets/<MAC>` flag file into `store` as installed by PXE
 /// with an unknown applied digest. MACs that already have state are left alone (importing
-/// twice is harmless), and so are flag files that do not hold a plausible domain.
+/// twice is harmless), and so are flag files that do not hold a plausible domain. Flag files
+/// spelling one MAC differently count once if they agree on the domain; if they disagree the
+/// MAC is not adopted and the report says why.
 pub fn import_lokomotive(
     store: &dyn StateStore,
     asset_dir: &Path,
@@ -68,19 +71,46 @@ pub fn import_lokomotive(
     entries.sort_by_key(|e| e.file_name());
 
     let mut report = ImportReport::default();
+    // Go's MAC parser accepts several spellings, so two files can name one MAC: group first.
+    let mut found: BTreeMap<Mac, Vec<(PathBuf, String)>> = BTreeMap::new();
     for entry in entries {
         let path = entry.path();
         let Some(mac) = entry.file_name().to_str().and_then(|n| Mac::parse(n).ok()) else {
             report.ignored += 1;
             continue;
         };
-        let domain = match read_flag_file(&path) {
-            Ok(d) => d,
-            Err(why) => {
-                report.skipped.push((path, why));
-                continue;
-            }
+        match read_flag_file(&path) {
+            Ok(domain) => found.entry(mac).or_default().push((path, domain)),
+            Err(why) => report.skipped.push((path, why)),
+        }
+    }
+
+    let mut adopt = Vec::new();
+    for (mac, files) in found {
+        let domain = files[0].1.clone();
+        if files.iter().any(|(_, d)| *d != domain) {
+            // Which one is stale is unknowable here; guessing would either wipe a healthy node
+            // or SSH into the wrong one later.
+            let list: Vec<String> = files
+                .iter()
+                .map(|(p, d)| format!("{} ({d})", p.display()))
+                .collect();
+            let why = format!(
+                "conflicting flag files for {mac}: {}; none adopted, remove the stale one and import again",
+                list.join(", ")
+            );
+            report
+                .skipped
+                .extend(files.into_iter().map(|(p, _)| (p, why.clone())));
+            continue;
+        }
+        let mut files = files.into_iter();
+        let Some((path, _)) = files.next() else {
+            continue;
         };
+        report
+            .skipped
+            .extend(files.map(|(p, _)| (p, format!("{mac} is also named by another flag file"))));
         if let Some(existing) = store.node(&mac)?
             && existing.state != NodeState::Unknown
         {
@@ -93,8 +123,8 @@ pub fn import_lokomotive(
             ));
             continue;
         }
-        store.apply(
-            &mac,
+        adopt.push((
+            mac,
             Change::Adopt(Installed {
                 digest: AppliedDigest::Unknown,
                 path: ProvisionPath::Pxe,
@@ -102,10 +132,11 @@ pub fn import_lokomotive(
                 kernel_args: None,
                 at,
             }),
-            at,
-        )?;
+        ));
         report.adopted.push((mac, domain));
     }
+    // One transaction: an import is all or nothing, and costs one commit however many nodes.
+    store.apply_batch(adopt, at)?;
     Ok(report)
 }
 

@@ -52,19 +52,34 @@ impl StateStore for MemoryStore {
         Ok(self.lock().nodes.values().cloned().collect())
     }
 
-    fn apply(&self, mac: &Mac, change: Change, at: Timestamp) -> Result<NodeRecord, StoreError> {
+    fn apply_batch(
+        &self,
+        changes: Vec<(Mac, Change)>,
+        at: Timestamp,
+    ) -> Result<Vec<NodeRecord>, StoreError> {
         let mut inner = self.lock();
-        let mut record = inner
-            .nodes
-            .get(mac)
-            .cloned()
-            .unwrap_or_else(|| NodeRecord::empty(*mac, at));
-        let mut event = apply_change(&mut record, change, at)
-            .map_err(|source| StoreError::Transition { mac: *mac, source })?;
-        event.seq = inner.seq();
-        inner.events.insert((*mac, event.seq), event);
-        inner.nodes.insert(*mac, record.clone());
-        Ok(record)
+        // Work on copies and swap them in only when every change was accepted, so a refused
+        // change leaves the store as it was (the embedded store's transaction semantics).
+        let mut nodes = inner.nodes.clone();
+        let mut events = Vec::new();
+        let mut out = Vec::with_capacity(changes.len());
+        for (mac, change) in changes {
+            let mut record = nodes
+                .get(&mac)
+                .cloned()
+                .unwrap_or_else(|| NodeRecord::empty(mac, at));
+            let event = apply_change(&mut record, change, at)
+                .map_err(|source| StoreError::Transition { mac, source })?;
+            events.push(event);
+            nodes.insert(mac, record.clone());
+            out.push(record);
+        }
+        inner.nodes = nodes;
+        for mut event in events {
+            event.seq = inner.seq();
+            inner.events.insert((event.mac, event.seq), event);
+        }
+        Ok(out)
     }
 
     fn note(&self, mac: &Mac, message: &str, at: Timestamp) -> Result<Event, StoreError> {

@@ -287,11 +287,16 @@ impl StateStore for RedbStore {
         })
     }
 
-    fn apply(&self, mac: &Mac, change: Change, at: Timestamp) -> Result<NodeRecord, StoreError> {
+    fn apply_batch(
+        &self,
+        changes: Vec<(Mac, Change)>,
+        at: Timestamp,
+    ) -> Result<Vec<NodeRecord>, StoreError> {
         self.with_db(|db| {
-            let key = mac.to_string();
             let txn = db.begin_write().map_err(|e| self.err(e))?;
-            let record = {
+            let mut out = Vec::with_capacity(changes.len());
+            for (mac, change) in changes {
+                let key = mac.to_string();
                 let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
                 let current = match nodes.get(key.as_str()).map_err(|e| self.err(e))? {
                     Some(v) => Some(
@@ -299,20 +304,20 @@ impl StateStore for RedbStore {
                     ),
                     None => None,
                 };
-                let mut record = current.unwrap_or_else(|| NodeRecord::empty(*mac, at));
-                // On a refused transition the transaction is dropped uncommitted: nothing is
-                // written, not even the event.
+                let mut record = current.unwrap_or_else(|| NodeRecord::empty(mac, at));
+                // On a refused transition the transaction is dropped uncommitted: nothing of
+                // the batch is written, not even the events.
                 let event = apply_change(&mut record, change, at)
-                    .map_err(|source| StoreError::Transition { mac: *mac, source })?;
+                    .map_err(|source| StoreError::Transition { mac, source })?;
                 nodes
                     .insert(key.as_str(), encode(&record).as_slice())
                     .map_err(|e| self.err(e))?;
                 drop(nodes);
                 self.append_event(&txn, event)?;
-                record
-            };
+                out.push(record);
+            }
             txn.commit().map_err(|e| self.err(e))?;
-            Ok(record)
+            Ok(out)
         })
     }
 

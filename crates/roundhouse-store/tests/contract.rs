@@ -302,3 +302,62 @@ fn schema_version_is_checked() {
         .unwrap();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+#[test]
+fn batch_is_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, store) in backends(tmp.path()) {
+        let ok = vec![
+            (
+                mac(1),
+                Change::BeginInstall(intent(ProvisionPath::Pxe, "sha256:aa", t(0))),
+            ),
+            (mac(1), Change::MarkTriggered),
+            (
+                mac(2),
+                Change::RequestRecreate {
+                    allow_controller: true,
+                },
+            ),
+        ];
+        let records = store.apply_batch(ok, t(1)).unwrap();
+        assert_eq!(records.len(), 3, "{name}");
+        assert_eq!(
+            records[1].version, 2,
+            "{name}: later changes see earlier ones in the batch"
+        );
+        let before_events = store.events(&mac(1), EventQuery::newest(100)).unwrap();
+
+        // The third change is refused (node 3 was never installed): the first two are not
+        // written either.
+        let bad = vec![
+            (mac(1), Change::Confirm),
+            (mac(2), Change::CancelRecreate),
+            (
+                mac(3),
+                Change::BeginReprovision(intent(ProvisionPath::InPlace, "sha256:bb", t(2))),
+            ),
+        ];
+        let err = store.apply_batch(bad, t(2)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("node 52:54:00:00:00:03: cannot begin an in-place"),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            store.node(&mac(1)).unwrap().unwrap().state.name(),
+            "installing",
+            "{name}"
+        );
+        assert!(
+            store.node(&mac(2)).unwrap().unwrap().recreate.is_some(),
+            "{name}"
+        );
+        assert_eq!(store.node(&mac(3)).unwrap(), None, "{name}");
+        assert_eq!(
+            store.events(&mac(1), EventQuery::newest(100)).unwrap(),
+            before_events,
+            "{name}"
+        );
+    }
+}

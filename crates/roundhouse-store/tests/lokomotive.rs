@@ -44,6 +44,11 @@ fn adopts_flag_files_and_plans_them_as_installed() {
     fs::write(flags.join("52:54:00:a1:9c:05"), "\n").unwrap();
     fs::create_dir(flags.join("52:54:00:a1:9c:06")).unwrap();
     fs::write(flags.join("52:54:00:a1:9c:07"), "two words\n").unwrap();
+    // The same MAC spelt another way (Go's parser accepts dashes): agreeing files are one
+    // node, disagreeing ones adopt nothing.
+    fs::write(flags.join("52-54-00-a1-9c-02"), "worker-0.example\n").unwrap();
+    fs::write(flags.join("52:54:00:a1:9c:09"), "a.example\n").unwrap();
+    fs::write(flags.join("52-54-00-a1-9c-09"), "b.example\n").unwrap();
 
     let dir = StateDir::new(tmp.path().join("state"));
     let store = dir.open_store(OpenMode::Held).unwrap();
@@ -56,20 +61,20 @@ fn adopts_flag_files_and_plans_them_as_installed() {
     assert_eq!(
         adopted,
         [
-            ("52:54:00:a1:9c:03".to_string(), "worker-1.example"),
             ("52:54:00:a1:9c:01".to_string(), "controller-0.example"),
             ("52:54:00:a1:9c:02".to_string(), "worker-0.example"),
+            ("52:54:00:a1:9c:03".to_string(), "worker-1.example"),
             ("52:54:00:a1:9c:04".to_string(), "old-name.example"),
-        ],
-        "sorted by file name, so the upper-case spelling comes first"
+        ]
     );
+    assert_eq!(store.node(&mac("52:54:00:a1:9c:09")).unwrap(), None);
     assert_eq!(report.ignored, 2, "kubeconfig and tls");
     let skipped: Vec<String> = report
         .skipped
         .iter()
         .map(|(p, why)| format!("{}: {why}", p.file_name().unwrap().to_string_lossy()))
         .collect();
-    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert_eq!(skipped.len(), 6, "{skipped:?}");
     assert!(
         skipped[0].starts_with("52:54:00:a1:9c:05: empty flag file"),
         "{skipped:?}"
@@ -81,6 +86,22 @@ fn adopts_flag_files_and_plans_them_as_installed() {
     assert!(
         skipped[2].contains("\"two words\" is not a domain"),
         "{skipped:?}"
+    );
+    assert_eq!(
+        skipped[3],
+        "52:54:00:a1:9c:02: 52:54:00:a1:9c:02 is also named by another flag file"
+    );
+    assert!(
+        skipped[4].contains("conflicting flag files for 52:54:00:a1:9c:09"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[4].contains("(a.example)") && skipped[4].contains("(b.example)"),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        skipped[4].split_once(": ").unwrap().1,
+        skipped[5].split_once(": ").unwrap().1
     );
 
     let r = store.node(&mac("52:54:00:a1:9c:02")).unwrap().unwrap();
