@@ -525,6 +525,10 @@ impl<'a> Exec<'a, '_> {
                 Num::Int(i) => Ok(Rv::plain(Val::Int(*i))),
                 Num::Float(f) => Ok(Rv::plain(Val::Float(*f))),
                 Num::Uint => self.errorf(format!("{text} overflows int")),
+                Num::Unsupported(what) => Err(self.err(
+                    ExecErrorKind::Unsupported,
+                    format!("{what} are not supported: {text}"),
+                )),
             },
             _ => Ok(Rv::invalid()),
         }

@@ -20,6 +20,9 @@ pub(crate) enum Num {
     Float(f64),
     /// Fits only in a uint64: an execution error ("overflows int") when used.
     Uint,
+    /// Valid Go syntax for a value this crate does not model (complex numbers): an
+    /// execution error when used, so that parsing reports the same errors as Go.
+    Unsupported(&'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -218,7 +221,8 @@ impl fmt::Display for Pipe {
                 }
                 f.write_str(v)?;
             }
-            f.write_str(if self.is_assign { " = " } else { " := " })?;
+            // Go prints " := " for assignments too.
+            f.write_str(" := ")?;
         }
         for (i, c) in self.cmds.iter().enumerate() {
             if i > 0 {
@@ -1061,8 +1065,83 @@ fn parse_uint_base0(s: &str) -> Option<u64> {
     u64::from_str_radix(&digits, radix).ok()
 }
 
+/// Go's `strconv.ParseFloat(s, 64)` for the literals the lexer produces: `Err` where Go's
+/// fails, `Ok(None)` for a valid hexadecimal float that this crate does not convert.
+fn parse_go_float(s: &str) -> Result<Option<f64>, ()> {
+    if s.contains('_') && !underscore_ok(s) {
+        return Err(());
+    }
+    let cleaned: String = s.chars().filter(|c| *c != '_').collect();
+    let (neg, body) = match cleaned.as_bytes().first() {
+        Some(b'-') => (true, &cleaned[1..]),
+        Some(b'+') => (false, &cleaned[1..]),
+        _ => (false, cleaned.as_str()),
+    };
+    let lower = body.to_ascii_lowercase();
+    let Some(hex) = lower.strip_prefix("0x") else {
+        if !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+            return Err(());
+        }
+        return match cleaned.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Some(f)),
+            _ => Err(()),
+        };
+    };
+    // Hexadecimal mantissa with a mandatory binary exponent: 0x1.8p-2.
+    let (mant, exp) = hex.split_once('p').ok_or(())?;
+    let exp: i64 = match exp.strip_prefix('+') {
+        Some(e) if e.starts_with(|c: char| c.is_ascii_digit()) => e.parse().map_err(|_| ())?,
+        _ if exp.starts_with('+') => return Err(()),
+        _ => exp.parse().map_err(|_| ())?,
+    };
+    let (int_part, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int_part.is_empty() && frac.is_empty() {
+        return Err(());
+    }
+    let digits = format!("{int_part}{frac}");
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(());
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 13 {
+        return Ok(None);
+    }
+    let m = u64::from_str_radix(
+        if significant.is_empty() {
+            "0"
+        } else {
+            significant
+        },
+        16,
+    )
+    .map_err(|_| ())?;
+    let e2 = exp - 4 * frac.len() as i64;
+    if m == 0 {
+        return Ok(Some(if neg { -0.0 } else { 0.0 }));
+    }
+    // Within this range the product is exact: m < 2^52 and the result stays normal.
+    if !(-960..=960).contains(&e2) {
+        return Ok(None);
+    }
+    let v = m as f64 * 2f64.powi(e2 as i32);
+    Ok(Some(if neg { -v } else { v }))
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`.
+fn parse_int_base0(s: &str) -> Option<i64> {
+    let (neg, unsigned) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let u = parse_uint_base0(unsigned)? as i128;
+    let v = if neg { -u } else { u };
+    i64::try_from(v).ok()
+}
+
 /// Go's `parse.newNumber` followed by `idealConstant`: what a number literal evaluates to.
 pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Num, String> {
+    const COMPLEX: &str = "complex constants";
     if kind == Kind::CharConstant {
         let inner = &text[1..];
         let (v, _, tail) = unquote_char(inner, '\'').map_err(String::from)?;
@@ -1071,53 +1150,29 @@ pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Num, String> {
         }
         return Ok(Num::Int(v as i64));
     }
-    if kind == Kind::Complex || text.ends_with('i') {
-        return Err(format!(
-            "complex constants are not supported: {}",
-            quote(text)
-        ));
+    if kind == Kind::Complex {
+        return Ok(Num::Unsupported(COMPLEX));
     }
-    let (neg, unsigned) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let lower = unsigned.to_ascii_lowercase();
-    let is_hex = lower.starts_with("0x");
-    if is_hex && (lower.contains('p') || lower.contains('.')) {
-        return Err(format!(
-            "hexadecimal floating-point constants are not supported: {}",
-            quote(text)
-        ));
+    if let Some(imag) = text.strip_suffix('i')
+        && parse_go_float(imag).is_ok()
+    {
+        return Ok(Num::Unsupported(COMPLEX));
     }
-    if let Some(u) = parse_uint_base0(unsigned) {
-        if neg {
-            if u <= i64::MAX as u64 + 1 {
-                return Ok(Num::Int((u as i128).wrapping_neg() as i64));
-            }
-        } else if u <= i64::MAX as u64 {
-            return Ok(Num::Int(u as i64));
-        } else if text.starts_with('+') {
-            // ParseUint rejects a sign, ParseInt overflows: Go's newNumber then tries float.
-        } else {
-            return Ok(Num::Uint);
+    if let Some(i) = parse_int_base0(text) {
+        return Ok(Num::Int(i));
+    }
+    if !text.starts_with(['+', '-']) && parse_uint_base0(text).is_some() {
+        return Ok(Num::Uint);
+    }
+    match parse_go_float(text) {
+        Ok(_) if !text.contains(['.', 'e', 'E', 'p', 'P']) => {
+            Err(format!("integer overflow: {}", quote(text)))
         }
-    }
-    if !text.contains(['.', 'e', 'E', 'p', 'P']) {
-        // Integer syntax that did not parse as an integer.
-        let digits_ok = !is_hex && text.parse::<f64>().is_ok();
-        if digits_ok && !text.contains('_') {
-            return Err(format!("integer overflow: {}", quote(text)));
-        }
-        return Err(format!("illegal number syntax: {}", quote(text)));
-    }
-    if text.contains('_') && !underscore_ok(text) {
-        return Err(format!("illegal number syntax: {}", quote(text)));
-    }
-    let cleaned: String = text.chars().filter(|c| *c != '_').collect();
-    match cleaned.parse::<f64>() {
-        Ok(f) if f.is_finite() && !is_hex => Ok(Num::Float(f)),
-        _ => Err(format!("illegal number syntax: {}", quote(text))),
+        Ok(Some(f)) => Ok(Num::Float(f)),
+        Ok(None) => Ok(Num::Unsupported(
+            "hexadecimal floating-point constants this long",
+        )),
+        Err(()) => Err(format!("illegal number syntax: {}", quote(text))),
     }
 }
 
@@ -1258,7 +1313,13 @@ mod tests {
         assert!(matches!(n("1.5"), Ok(Num::Float(f)) if f == 1.5));
         assert!(matches!(n("1e3"), Ok(Num::Float(f)) if f == 1000.0));
         assert!(matches!(n("18446744073709551615"), Ok(Num::Uint)));
-        assert!(n("08").is_err());
+        // ParseUint rejects "08" but ParseFloat accepts it: Go calls that an overflow.
+        assert_eq!(n("08").unwrap_err(), "integer overflow: \"08\"");
+        assert!(matches!(n("0x1p-2"), Ok(Num::Float(f)) if f == 0.25));
+        assert!(matches!(n("0x1.8p1"), Ok(Num::Float(f)) if f == 3.0));
+        assert!(matches!(n("1.5i"), Ok(Num::Unsupported(_))));
+        assert_eq!(n("1__0").unwrap_err(), "illegal number syntax: \"1__0\"");
+        assert_eq!(n("0x1p").unwrap_err(), "illegal number syntax: \"0x1p\"");
         assert!(matches!(
             parse_number("'a'", Kind::CharConstant),
             Ok(Num::Int(97))

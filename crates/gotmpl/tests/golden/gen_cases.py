@@ -53,10 +53,23 @@ FRAGMENTS = [
 ]
 
 
+LEXICAL = [
+    '{{define "a"}}', '{{template "a" .}}', '{{template "a"}}', '{{block "b" .U}}', "0x1F",
+    "0o17", "017", "08", "1_000", "0b101", "1__0", "_1", "0x_1", "'\\n'", "'\\x41'",
+    "'\\u00e9'", "'ab'", "''", '"\\u00e9"', '"\\x41"', '"\\q"', '"\\400"', "1e", "1e+",
+    "0x", "1.5i", "2i", "0x1p-2", "+3", "-.5", ".5", "1.", "$x.X", "$.MSI.one", "(.U).V",
+    "{{$x := 1}}", "{{$x = 2}}", "é", "\t", "{{-/*x*/-}}", "{{- /*x*/ -}}", "{{/*", "*/}}",
+    ",", "=", ":=", ":", "@", "#", "\r\n", "{{else if .True}}",
+    "{{range $i := .SI}}", "{{range $i, $j, $k := .SI}}", "{{with $y := .U}}", "{{end}}{{end}}",
+]
+
+
 def random_templates(n, seed):
     rng = random.Random(seed)
     for i in range(n):
-        parts = [rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 12))]
+        # Every other template also draws on lexical corner cases.
+        pool = FRAGMENTS + LEXICAL if i % 2 else FRAGMENTS
+        parts = [rng.choice(pool) for _ in range(rng.randint(1, 12))]
         # Bias towards complete actions: wrap a short pipeline in braces.
         if rng.random() < 0.7:
             inner = "".join(rng.choice(FRAGMENTS[21:]) for _ in range(rng.randint(1, 5)))
@@ -115,7 +128,7 @@ def main():
             seen.add(tmpl)
             cases.append({"name": f"{rs}: {name}", "template": tmpl})
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
-    for name, tmpl in random_templates(int(sys.argv[1]) if len(sys.argv) > 1 else 1500, 7 + seed):
+    for name, tmpl in random_templates(int(sys.argv[1]) if len(sys.argv) > 1 else 2500, 7 + seed):
         if tmpl in seen:
             continue
         seen.add(tmpl)
