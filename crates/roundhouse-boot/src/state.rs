@@ -279,9 +279,11 @@ impl FileJournal {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(JOURNAL_FILE);
         let memory = MemoryJournal::new(capacity);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                // Skip a torn last line from a crash rather than refuse to start.
+        // Only the tail can hold the newest `capacity` records (a record is well under 1 KiB),
+        // so a large journal does not slow the start.
+        if let Ok(tail) = read_tail(&path, capacity.saturating_mul(1024) as u64) {
+            for line in String::from_utf8_lossy(&tail).lines() {
+                // Skip a torn first or last line rather than refuse to start.
                 if let Ok(rec) = serde_json::from_str::<FetchRecord>(line) {
                     memory.record(rec);
                 }
@@ -299,6 +301,16 @@ impl FileJournal {
             dropped,
         })
     }
+}
+
+fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 fn journal_writer(
@@ -452,6 +464,27 @@ mod tests {
         let j = FileJournal::open(dir.path(), 10, 1 << 20).unwrap();
         let got = j.recent(&JournalQuery::default());
         assert_eq!(got, vec![rec("a", 200), rec("b", 404)]);
+    }
+
+    #[test]
+    fn file_journal_rotates_at_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = FileJournal::open(dir.path(), 100, 400).unwrap();
+        let rotated = dir.path().join("fetch-journal.jsonl.1");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut n = 0;
+        while !rotated.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "journal never rotated"
+            );
+            j.record(rec("a", n));
+            n += 1;
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let current = std::fs::metadata(dir.path().join(JOURNAL_FILE)).map_or(0, |m| m.len());
+        assert!(current <= 400, "current file is {current} bytes");
+        assert!(std::fs::metadata(&rotated).unwrap().len() <= 400);
     }
 
     #[test]
