@@ -68,6 +68,26 @@ impl Http {
         Ok((status, body))
     }
 
+    /// GETs bytes (an Ignition file source).
+    pub async fn get_bytes(&self, url: &Url) -> Result<Vec<u8>, String> {
+        if !self.is_local(url) {
+            return Err(format!(
+                "{url}: host outside the lab network, not contacted"
+            ));
+        }
+        let r = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = r.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        Ok(r.bytes().await.map_err(|e| describe(&e))?.to_vec())
+    }
+
     /// GETs an image and throws its bytes away, as the simulation needs none of them.
     pub async fn download(&self, url: &Url) -> Result<Fetched, String> {
         if !self.is_local(url) {
