@@ -14,6 +14,9 @@
 //!   written in one transaction), add notes, page through history ([`StateStore::events`],
 //!   newest first), and keep the fetch journal ([`StateStore::record_fetch`],
 //!   [`StateStore::last_fetch`], [`StateStore::last_fetches`], [`StateStore::fetches_since`]).
+//! - [`start_changes`]: the journal entries (abandon a superseded attempt, begin the new one)
+//!   that start carrying out a plan item; write them with [`StateStore::apply_batch`] before
+//!   touching the machine.
 //! - [`MemoryStore`]: the same contract in memory, for tests of the executor and CLI.
 //! - [`import_lokomotive`]: adopts Lokomotive's `<asset_dir>/cluster-assets/<MAC>` flag files
 //!   as nodes installed by PXE with an unknown applied digest.
@@ -36,7 +39,9 @@ mod redb_store;
 pub use lock::{ApplyLock, LockError, LockHolder, StateDir};
 pub use lokomotive::{ImportError, ImportReport, import_lokomotive};
 pub use memory::MemoryStore;
-pub use record::{Change, Event, EventQuery, FetchRecord, NodeRecord, apply_change, note_event};
+pub use record::{
+    Change, Event, EventQuery, FetchRecord, NodeRecord, apply_change, note_event, start_changes,
+};
 pub use redb_store::{OpenMode, RedbStore};
 
 /// Why a store operation failed.

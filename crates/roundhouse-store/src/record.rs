@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use bootdata::Mac;
 use roundhouse_plan::{
-    AppliedDigest, Installed, Intent, NodeState, ObservedNode, ProvisionPath, RecreateRequest,
-    Timestamp, TransitionError,
+    Action, AppliedDigest, Installed, Intent, IntentStage, NodeState, ObservedNode, PlanItem,
+    ProvisionPath, RecreateRequest, Timestamp, TransitionError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -286,5 +286,50 @@ pub fn note_event(mac: Mac, message: &str, state: &NodeState, at: Timestamp) -> 
         digest: None,
         path: None,
         message: message.to_string(),
+    }
+}
+
+/// The journal entries that start carrying out `item`, to write with
+/// [`StateStore::apply_batch`](crate::StateStore::apply_batch) *before* the machine is touched:
+///
+/// - `provision`: `Abandon` of the in-flight attempt the plan supersedes (if any), then
+///   `BeginInstall`.
+/// - `reprovision-in-place`: `BeginReprovision`.
+/// - `resume`: nothing. The journaled intent is continued, so its stage decides whether to
+///   trigger again.
+/// - `hold`, `none`, `error`: nothing.
+///
+/// `kernel_args` are the node's effective kernel arguments (the plan does not carry them: they
+/// are part of the digest).
+pub fn start_changes(
+    item: &PlanItem,
+    kernel_args: Vec<String>,
+    at: Timestamp,
+) -> Vec<(Mac, Change)> {
+    let intent = |path| Intent {
+        path,
+        digest: item.new_digest.clone(),
+        domain: item.domain.clone(),
+        kernel_args,
+        started_at: at,
+        stage: IntentStage::Started,
+    };
+    match item.action {
+        Action::Provision => {
+            let mut changes = Vec::with_capacity(2);
+            if item.intent.is_some() {
+                let why = format!("superseded by a PXE install: {}", item.reason);
+                changes.push((item.mac, Change::Abandon(why)));
+            }
+            changes.push((item.mac, Change::BeginInstall(intent(ProvisionPath::Pxe))));
+            changes
+        }
+        Action::ReprovisionInPlace => {
+            vec![(
+                item.mac,
+                Change::BeginReprovision(intent(ProvisionPath::InPlace)),
+            )]
+        }
+        Action::Resume | Action::Hold | Action::None | Action::Error => Vec::new(),
     }
 }
