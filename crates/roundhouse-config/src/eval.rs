@@ -1239,6 +1239,7 @@ mod tests {
     #[test]
     fn plain_heredoc_keeps_indentation() {
         assert_eq!(string_of("x = <<EOT\n  a\n b\nEOT\n"), "  a\n b\n");
+        assert_eq!(string_of("x = <<EOT\n$${a} %%{b}\nEOT\n"), "${a} %{b}\n");
     }
 
     #[test]

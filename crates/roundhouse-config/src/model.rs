@@ -11,7 +11,7 @@ use bootdata::Mac;
 pub struct Cluster {
     /// The cluster file this model was read from.
     pub source: PathBuf,
-    /// `cluster_name`.
+    /// `name` (Lokomotive's `cluster_name`).
     pub name: String,
     /// `asset_dir`: where roundhouse keeps state and rendered output, absolute or relative to
     /// the cluster file's directory (already joined).
@@ -140,7 +140,7 @@ pub enum ChangePolicy {
     Hold,
 }
 
-/// Per-role change policy: `on_change { controllers = "hold" workers = "reprovision" }`.
+/// Per-role change policy: `on_controller_change` and `on_worker_change`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// Defaults to `Hold`: a controller wipe loses etcd state.
@@ -210,10 +210,11 @@ pub struct Snippet {
 /// Location of a snippet's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnippetOrigin {
-    /// A file of its own (a `path` entry); line 1 of `text` is line 1 of the file.
+    /// A file of its own (a `file("path")` call, path resolved against the cluster file's
+    /// directory); line 1 of `text` is line 1 of the file.
     File(PathBuf),
-    /// Inline in the cluster file (a heredoc or a `file()` call result): line 1 of `text` is
-    /// `line` of `file`.
+    /// Inline in the cluster file or a var file (a heredoc, quoted string or other expression):
+    /// line 1 of `text` is `line` of `file`.
     Inline {
         /// The cluster file (or var file) holding the text.
         file: PathBuf,
