@@ -73,10 +73,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config).context("starting the boot server")?;
         // Scripts read this line to learn the port; keep its shape stable.
         eprintln!("listening on {}://{}", server.scheme(), server.local_addr());
-        server
-            .run(shutdown_signal())
-            .await
-            .context("serving")?;
+        server.run(shutdown_signal()).await.context("serving")?;
         Ok(())
     })
 }

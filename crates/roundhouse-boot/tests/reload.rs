@@ -139,7 +139,8 @@ fn rewrites_never_fall_through() {
         // Truncate, write half, pause, write the rest: readers can catch every stage.
         let (a, b) = text.split_at(text.len() / 2);
         std::fs::write(&group, a).unwrap();
-        std::thread::sleep(Duration::from_millis(if i % 3 == 0 { 70 } else { 5 }));
+        let pause = if i.is_multiple_of(3) { 70 } else { 5 };
+        std::thread::sleep(Duration::from_millis(pause));
         std::fs::write(&group, format!("{a}{b}")).unwrap();
         std::thread::sleep(Duration::from_millis(10));
         i += 1;
