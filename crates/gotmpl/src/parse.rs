@@ -636,14 +636,21 @@ impl Parser<'_> {
         let name = self.template_name(&t, CONTEXT)?;
         let pipe = self.pipeline(CONTEXT, Kind::RightDelim)?;
         self.enter("nesting")?;
+        // Go parses the body as a separate tree: fresh variables, no enclosing range or
+        // action, and its own view of "the last token read" for error lines.
+        let parent_fetched = self.fetched;
         let saved_vars = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
         let saved_range = std::mem::replace(&mut self.range_depth, 0);
+        let saved_action = std::mem::replace(&mut self.action_line, 0);
         let (root, end) = self.item_list()?;
         if !matches!(end, Parsed::End) {
+            // Reported by the enclosing tree, whose last token is the block's "}}".
+            self.fetched = parent_fetched;
             return Err(self.errorf(format!("unexpected {end} in {CONTEXT}")));
         }
         self.vars = saved_vars;
         self.range_depth = saved_range;
+        self.action_line = saved_action;
         self.depth -= 1;
         self.add(&name, root)?;
         Ok(Node::Template {
