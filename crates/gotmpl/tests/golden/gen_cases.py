@@ -118,8 +118,25 @@ def valid_templates(n, seed):
         yield f"valid-{i}", t, rng.random() < 0.3
 
 
+def matchbox_cases():
+    """The installer template of ../matchbox.rs over matchbox-like data."""
+    text = (HERE.parent / "matchbox.rs").read_text()
+    installer = re.search(r'const INSTALLER: &str = r#"(.*?)"#;', text, re.S).group(1)
+    query = {"mac": "52:54:00:a1:9c:ae", "uuid": "u-1"}
+    base = {"ignition_endpoint": "http://matchbox.example:8080/ignition",
+            "install_disk": "/dev/sda", "os_channel": "stable", "mac": "52:54:00:a1:9c:ae"}
+    variants = [
+        ("keys", dict(base, ssh_authorized_keys=["ssh-ed25519 AAAA one", "ssh-rsa BBBB two"])),
+        ("baseurl", dict(base, baseurl="http://mirror/flatcar")),
+        ("missing channel", {k: v for k, v in base.items() if k != "os_channel"}),
+    ]
+    for name, data in variants:
+        yield {"name": f"matchbox installer: {name}", "template": installer, "data": data,
+               "query": query}
+
+
 def main():
-    cases = []
+    cases = list(matchbox_cases())
     seen = set()
     for rs in ("go_exec.rs", "matchbox.rs"):
         for name, tmpl in rust_templates(HERE.parent / rs):
