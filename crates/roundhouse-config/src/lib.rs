@@ -3,10 +3,14 @@
 //! Loading is all-or-nothing: either every setting is read, defaulted and checked, or the caller
 //! gets [`Diagnostics`] naming file, line and column of each problem. Nothing here writes files.
 
+mod checks;
 pub mod diagnostic;
 mod eval;
 mod load;
 pub mod model;
+mod power;
+mod schema;
+mod vars;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
