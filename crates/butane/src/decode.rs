@@ -211,6 +211,10 @@ fn go_type(spec: Spec, ty: &Ty) -> String {
         Ty::Bool => "bool".into(),
         Ty::Struct(s) => format!("{}.{}", spec.base_package(), s.name),
         Ty::List(_, "") => "[]string".into(),
+        // A named slice type (`HTTPHeaders`), not `[]HTTPHeader`.
+        Ty::List(_, name) if name.starts_with('=') => {
+            format!("{}.{}", spec.base_package(), &name[1..])
+        }
         Ty::List(_, name) => format!("[]{}.{}", spec.base_package(), name),
     }
 }

@@ -38,7 +38,8 @@ pub enum Ty {
     Int,
     /// A Go `bool` (YAML 1.1 spellings like `yes` accepted).
     Bool,
-    /// A list; the name is the Go element type for error messages (`""` = `string`).
+    /// A list; the name is the Go element type for error messages (`""` = `string`), or with
+    /// a leading `=` the Go name of the list type itself.
     List(&'static Ty, &'static str),
     /// A struct.
     Struct(&'static Struct),
@@ -302,7 +303,7 @@ s!(
         ("compression", Str),
         (
             "http_headers",
-            Ty::List(&Ty::Struct(&HTTP_HEADER), "HTTPHeader")
+            Ty::List(&Ty::Struct(&HTTP_HEADER), "=HTTPHeaders")
         ),
         ("source", Str),
         ("inline", Str),
