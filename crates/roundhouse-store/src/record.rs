@@ -333,3 +333,126 @@ pub fn start_changes(
         Action::Resume | Action::Hold | Action::None | Action::Error => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_unix_millis(s * 1000)
+    }
+
+    fn intent(path: ProvisionPath) -> Intent {
+        Intent {
+            path,
+            digest: "sha256:bb".into(),
+            domain: "n.lab".into(),
+            kernel_args: vec![],
+            started_at: t(0),
+            stage: IntentStage::Started,
+        }
+    }
+
+    /// Each change's event says what happened, with the digest and path involved.
+    #[test]
+    fn events_describe_changes() {
+        let mac = Mac::parse("52:54:00:00:00:01").unwrap();
+        let mut r = NodeRecord::empty(mac, t(0));
+        let mut ev = |r: &mut NodeRecord, c: Change| {
+            let e = apply_change(r, c, t(1)).unwrap();
+            (
+                e.kind,
+                e.state,
+                e.digest,
+                e.path.map(|p| p.as_str()),
+                e.message,
+            )
+        };
+        let s = |x: &str| x.to_string();
+        assert_eq!(
+            ev(
+                &mut r,
+                Change::RequestRecreate {
+                    allow_controller: true
+                }
+            ),
+            (
+                s("recreate-requested"),
+                s("unknown"),
+                None,
+                Some("pxe"),
+                s("controllers allowed")
+            )
+        );
+        assert_eq!(
+            ev(&mut r, Change::BeginInstall(intent(ProvisionPath::Pxe))),
+            (
+                s("begin-install"),
+                s("installing"),
+                Some(s("sha256:bb")),
+                Some("pxe"),
+                s("")
+            )
+        );
+        assert_eq!(
+            ev(&mut r, Change::MarkTriggered),
+            (
+                s("triggered"),
+                s("installing"),
+                Some(s("sha256:bb")),
+                Some("pxe"),
+                s("")
+            )
+        );
+        assert_eq!(ev(&mut r, Change::Confirm).0, "confirmed");
+        assert_eq!(
+            r.recreate, None,
+            "a confirmed PXE install consumes the request"
+        );
+        ev(
+            &mut r,
+            Change::RequestRecreate {
+                allow_controller: false,
+            },
+        );
+        ev(
+            &mut r,
+            Change::BeginReprovision(intent(ProvisionPath::InPlace)),
+        );
+        assert_eq!(
+            ev(&mut r, Change::Fail("ssh timeout".into())),
+            (
+                s("failed"),
+                s("failed"),
+                Some(s("sha256:bb")),
+                Some("in-place"),
+                s("ssh timeout")
+            )
+        );
+        assert!(
+            r.recreate.is_some(),
+            "only a confirmed PXE install consumes the request"
+        );
+        assert_eq!(ev(&mut r, Change::CancelRecreate).0, "recreate-cancelled");
+        assert_eq!(r.recreate, None);
+        assert_eq!(ev(&mut r, Change::Forget).1, "unknown");
+        assert_eq!(r.version, 9);
+    }
+
+    #[test]
+    fn refused_change_leaves_the_record_alone() {
+        let mac = Mac::parse("52:54:00:00:00:01").unwrap();
+        let mut r = NodeRecord::empty(mac, t(0));
+        let before = r.clone();
+        assert!(apply_change(&mut r, Change::Confirm, t(5)).is_err());
+        assert!(
+            apply_change(
+                &mut r,
+                Change::BeginReprovision(intent(ProvisionPath::InPlace)),
+                t(5)
+            )
+            .is_err()
+        );
+        assert_eq!(r, before);
+    }
+}

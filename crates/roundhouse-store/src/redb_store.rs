@@ -184,9 +184,9 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own plain data types to JSON cannot fail (no maps with non-string keys,
-    // no custom serialisers that error).
-    serde_json::to_vec(value).unwrap_or_default()
+    // Only this crate's plain data types are encoded (string-keyed, no fallible custom
+    // serialisers), so this cannot fail; writing empty bytes instead would corrupt the store.
+    serde_json::to_vec(value).expect("encoding a store record as JSON")
 }
 
 fn open_db(path: &Path, wait: Duration) -> Result<Database, StoreError> {
