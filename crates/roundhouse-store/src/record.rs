@@ -358,7 +358,7 @@ mod tests {
     fn events_describe_changes() {
         let mac = Mac::parse("52:54:00:00:00:01").unwrap();
         let mut r = NodeRecord::empty(mac, t(0));
-        let mut ev = |r: &mut NodeRecord, c: Change| {
+        let ev = |r: &mut NodeRecord, c: Change| {
             let e = apply_change(r, c, t(1)).unwrap();
             (
                 e.kind,
