@@ -538,7 +538,13 @@ fn read_node(
         }
     }
     let power = match cluster_power {
-        Ok(cluster_power) if ok => read_power(&name, node_power.as_ref(), cluster_power, r),
+        Ok(cluster_power) if ok => read_power(
+            &name,
+            header_span(block),
+            node_power.as_ref(),
+            cluster_power,
+            r,
+        ),
         _ => None,
     };
 

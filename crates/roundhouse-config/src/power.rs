@@ -79,8 +79,11 @@ pub(crate) fn power_fields<'a>(
     })
 }
 
+/// The power driver of one node. `node_header` is where problems with settings the node
+/// inherits from the cluster's `power` block point, since the node is what lacks them.
 pub(crate) fn read_power(
     node_name: &str,
+    node_header: std::ops::Range<usize>,
     node_power: Option<&PowerFields<'_>>,
     cluster_power: Option<&PowerFields<'_>>,
     r: &mut Reader<'_, '_>,
@@ -104,9 +107,13 @@ pub(crate) fn read_power(
             attrs.extend(n.attrs.iter().map(|(k, v)| (*k, *v)));
             header_span(n.block)
         }
-        (Some(p), None) | (None, Some(p)) => {
+        (Some(p), None) => {
             attrs.extend(p.attrs.iter().map(|(k, v)| (*k, *v)));
             header_span(p.block)
+        }
+        (None, Some(p)) => {
+            attrs.extend(p.attrs.iter().map(|(k, v)| (*k, *v)));
+            node_header
         }
     };
     let f = Fields {
@@ -144,9 +151,17 @@ pub(crate) fn read_power(
     if !ok {
         return None;
     }
+    // Only the cluster's block applies: say so, since the node's own text shows no `power`.
+    let inherited_from = match (node_power, cluster_power) {
+        (None, Some(c)) => Some(r.src().line_of(header_span(c.block).start)),
+        _ => None,
+    };
     let require = |r: &mut Reader<'_, '_>, name: &str| -> bool {
         if f.get(name).is_none() {
-            r.missing(&f, name, "");
+            let hint = inherited_from.map_or(String::new(), |line| {
+                format!("the cluster's `power` block (line {line}) does not set it; add `power {{ {name} = ... }}` to this node")
+            });
+            r.missing(&f, name, &hint);
             false
         } else {
             true
