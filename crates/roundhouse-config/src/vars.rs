@@ -84,7 +84,9 @@ pub(crate) fn resolve_variables(
     }
 
     let declared: Vec<&str> = decls.keys().map(String::as_str).collect();
-    let mut overrides: BTreeMap<String, Value> = BTreeMap::new();
+    // `None`: an override was given but is invalid (reported); the variable then has no value,
+    // silently, rather than falling back to its default.
+    let mut overrides: BTreeMap<String, Option<Value>> = BTreeMap::new();
 
     // Environment first: it is the weakest override, as TF_VAR_ is in Terraform.
     let env: Vec<(String, String)> = match &options.env {
@@ -102,9 +104,8 @@ pub(crate) fn resolve_variables(
             .or_else(|| env.iter().find(|(k, _)| *k == upper));
         if let Some((key, text)) = found {
             let origin = format!("<environment {key}>");
-            if let Some(v) = cli_value(text, decl.default.as_ref(), &origin, sink) {
-                overrides.insert(name.clone(), v);
-            }
+            let v = cli_value(text, decl.default.as_ref(), &origin, sink);
+            overrides.insert(name.clone(), v);
         }
     }
 
@@ -146,9 +147,8 @@ pub(crate) fn resolve_variables(
                 src: &vsrc,
                 vars: None,
             };
-            if let Some(v) = eval(&attr.value, &scope, sink) {
-                overrides.insert(name, v);
-            }
+            let v = eval(&attr.value, &scope, sink);
+            overrides.insert(name, v);
         }
     }
 
@@ -162,18 +162,21 @@ pub(crate) fn resolve_variables(
             continue;
         };
         let origin = format!("<--var {name}>");
-        if let Some(v) = cli_value(text, decl.default.as_ref(), &origin, sink) {
-            overrides.insert(name.clone(), v);
-        }
+        let v = cli_value(text, decl.default.as_ref(), &origin, sink);
+        overrides.insert(name.clone(), v);
     }
 
     for (name, decl) in decls {
-        match overrides.remove(&name).or(decl.default) {
+        let (value, reported) = match overrides.remove(&name) {
+            Some(v) => (v, true),
+            None => (decl.default, decl.default_failed),
+        };
+        match value {
             Some(v) => {
                 vars.values.insert(name, v);
             }
             None => {
-                if !decl.default_failed {
+                if !reported {
                     let d = sink.error(
                         src,
                         &header_span(decl.block),

@@ -310,3 +310,29 @@ fn errors_are_sorted_and_all_reported() {
         ]
     );
 }
+
+#[test]
+fn an_invalid_override_is_reported_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vars = dir.path().join("lab.vars");
+    std::fs::write(&vars, "operator_key = file(\"missing.pub\")\n").expect("write");
+    let text = format!(
+        "variable \"operator_key\" {{}}\n{}",
+        minimal("", NODE).replace(&format!("[\"{KEY}\"]"), "[var.operator_key]")
+    );
+    let options = LoadOptions {
+        var_files: vec![vars.clone()],
+        env: Some(Vec::new()),
+        ..LoadOptions::default()
+    };
+    let d = errors(&text, &options);
+    // Neither "has no value" nor an error at the use of `var.operator_key` follows.
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].file, vars);
+    assert!(
+        d.0[0]
+            .message
+            .starts_with("file(\"missing.pub\"): cannot read"),
+        "{d}"
+    );
+}

@@ -106,6 +106,12 @@ proptest! {
         check(&text);
     }
 
+}
+
+proptest! {
+    // Each case reads the example's snippet files twice: fewer cases keep the suite quick.
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
     #[test]
     fn damaged_example(cut in 0usize..4000, len in 0usize..40, insert in "\\PC{0,3}") {
         let text = example_text();
