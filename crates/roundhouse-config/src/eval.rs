@@ -12,7 +12,7 @@ use hcl::edit::Span as _;
 use hcl::edit::expr::{
     BinaryOperator, Expression, FuncCall, ObjectKey, Traversal, TraversalOperator, UnaryOperator,
 };
-use hcl::edit::template::{Directive, Element, HeredocTemplate, Template};
+use hcl::edit::template::{Directive, Element, HeredocTemplate, Interpolation, Template};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::model::SnippetOrigin;
@@ -336,8 +336,8 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
             if broken {
                 return multi_line_string(src, &span, sink);
             }
-            let parts: Vec<Part<'_>> = template.iter().map(Part::from_element).collect();
-            Kind::String(render_parts(&parts, scope, sink)?, inline(span.start))
+            let toks = tokens(template, src, false);
+            Kind::String(render(&toks, scope, sink)?, inline(span.start))
         }
         Expression::HeredocTemplate(heredoc) => {
             let text = eval_heredoc(heredoc, &span, scope, sink)?;
@@ -1011,19 +1011,53 @@ fn format(
     Some(out)
 }
 
-/// A template element after heredoc indentation has been removed.
-enum Part<'a> {
-    Literal(String),
-    Element(&'a Element),
+/// A template as HCL's parser sees it before building the expression tree: literal text (one
+/// token per line in heredocs), interpolations and directives. Strip markers and `<<-`
+/// indentation removal work on these tokens, so they behave exactly as in HCL.
+enum Tok<'a> {
+    Lit(String),
+    Interp(&'a Interpolation),
+    Directive(&'a Directive),
 }
 
-impl<'a> Part<'a> {
-    fn from_element(element: &'a Element) -> Part<'a> {
+fn tokens<'a>(template: &'a Template, src: &Source, heredoc: bool) -> Vec<Tok<'a>> {
+    let mut toks = Vec::new();
+    for element in template.iter() {
         match element {
-            Element::Literal(lit) => Part::Literal(lit.value().clone()),
-            other => Part::Element(other),
+            Element::Literal(lit) if heredoc => {
+                // `hcl-edit` has already removed `<<-` indentation from the values, with a
+                // different rule than HCL's, so start again from the source text. Heredocs know
+                // no escapes besides `$${` and `%%{`.
+                let raw = match lit.span() {
+                    Some(span) => src.slice(&span).to_string(),
+                    None => lit.value().clone(),
+                };
+                let text = raw.replace("$${", "${").replace("%%{", "%{");
+                toks.extend(text.split_inclusive('\n').map(|l| Tok::Lit(l.to_string())));
+            }
+            Element::Literal(lit) => toks.push(Tok::Lit(lit.value().clone())),
+            Element::Interpolation(interp) => toks.push(Tok::Interp(interp)),
+            Element::Directive(d) => toks.push(Tok::Directive(d)),
         }
     }
+    // `${~ x}` trims the whitespace of the token before, `${x ~}` of the token after; in a
+    // heredoc that reaches at most to the end of the line.
+    for i in 0..toks.len() {
+        let Tok::Interp(interp) = toks[i] else {
+            continue;
+        };
+        if interp.strip.strip_start()
+            && let Some(Tok::Lit(before)) = i.checked_sub(1).and_then(|j| toks.get_mut(j))
+        {
+            before.truncate(before.trim_end().len());
+        }
+        if interp.strip.strip_end()
+            && let Some(Tok::Lit(after)) = toks.get_mut(i + 1)
+        {
+            *after = after.trim_start().to_string();
+        }
+    }
+    toks
 }
 
 fn eval_heredoc(
@@ -1032,42 +1066,18 @@ fn eval_heredoc(
     scope: &Scope<'_>,
     sink: &mut Sink,
 ) -> Option<String> {
-    let flush = scope.src.slice(span).starts_with("<<-");
-    let parts = if flush {
-        flush_parts(&heredoc.template, scope.src)
-    } else {
-        heredoc.template.iter().map(Part::from_element).collect()
-    };
-    render_parts(&parts, scope, sink)
+    let mut toks = tokens(&heredoc.template, scope.src, true);
+    if scope.src.slice(span).starts_with("<<-") {
+        flush(&mut toks);
+    }
+    render(&toks, scope, sink)
 }
 
-/// Removes the common leading whitespace of a `<<-` heredoc exactly as HCL does
-/// (`flushHeredocTemplateParts`): lines holding only whitespace don't count and keep theirs,
-/// a line starting with an interpolation means nothing is removed, and whitespace is counted in
-/// characters. `hcl-edit` strips differently (it counts whitespace-only lines), so we start
-/// again from the raw literal text in the source.
-fn flush_parts<'a>(template: &'a Template, src: &Source) -> Vec<Part<'a>> {
-    // HCL sees a heredoc as one literal token per line; split ours the same way.
-    enum Tok<'a> {
-        Lit(String),
-        Other(&'a Element),
-    }
-    let mut toks: Vec<Tok<'a>> = Vec::new();
-    for element in template.iter() {
-        match element {
-            Element::Literal(lit) => {
-                let raw = match lit.span() {
-                    Some(span) => src.slice(&span).to_string(),
-                    None => lit.value().clone(),
-                };
-                let unescaped = raw.replace("$${", "${").replace("%%{", "%{");
-                for line in unescaped.split_inclusive('\n') {
-                    toks.push(Tok::Lit(line.to_string()));
-                }
-            }
-            other => toks.push(Tok::Other(other)),
-        }
-    }
+/// Removes the common leading whitespace of a `<<-` heredoc as HCL does
+/// (`flushHeredocTemplateParts`): lines holding only whitespace neither count nor lose
+/// theirs, a line starting with an interpolation means nothing is removed, and whitespace is
+/// counted in characters.
+fn flush(toks: &mut [Tok<'_>]) {
     let mut min = usize::MAX;
     let mut at_line_start = true;
     let mut adjust = vec![false; toks.len()];
@@ -1084,7 +1094,7 @@ fn flush_parts<'a>(template: &'a Template, src: &Source) -> Vec<Part<'a>> {
                         s[..s.len() - trimmed.len()].chars().count()
                     }
                 }
-                Tok::Other(_) => 0,
+                Tok::Interp(_) | Tok::Directive(_) => 0,
             };
             min = min.min(spaces);
         }
@@ -1094,52 +1104,25 @@ fn flush_parts<'a>(template: &'a Template, src: &Source) -> Vec<Part<'a>> {
             at_line_start = true;
         }
     }
-    let mut parts: Vec<Part<'a>> = Vec::new();
-    for (tok, adjust) in toks.into_iter().zip(adjust) {
-        match tok {
-            Tok::Lit(s) => {
-                let s = if adjust && min != usize::MAX {
-                    s.chars().skip(min).collect()
-                } else {
-                    s
-                };
-                // Keep literals merged so strip markers see whole neighbours.
-                if let Some(Part::Literal(prev)) = parts.last_mut() {
-                    prev.push_str(&s);
-                } else {
-                    parts.push(Part::Literal(s));
-                }
-            }
-            Tok::Other(e) => parts.push(Part::Element(e)),
+    if min == usize::MAX || min == 0 {
+        return;
+    }
+    for (tok, adjust) in toks.iter_mut().zip(adjust) {
+        if let (Tok::Lit(s), true) = (tok, adjust) {
+            let cut = s.char_indices().nth(min).map_or(s.len(), |(i, _)| i);
+            s.replace_range(..cut, "");
         }
     }
-    parts
 }
 
-fn render_parts(parts: &[Part<'_>], scope: &Scope<'_>, sink: &mut Sink) -> Option<String> {
+fn render(toks: &[Tok<'_>], scope: &Scope<'_>, sink: &mut Sink) -> Option<String> {
     let src = scope.src;
     let mut out = String::new();
     let mut ok = true;
-    let mut strip_next = false;
-    for (i, part) in parts.iter().enumerate() {
-        match part {
-            Part::Literal(s) => {
-                let mut s = s.as_str();
-                if strip_next {
-                    s = s.trim_start();
-                }
-                let strip_end = matches!(
-                    parts.get(i + 1),
-                    Some(Part::Element(Element::Interpolation(next))) if next.strip.strip_start()
-                );
-                if strip_end {
-                    s = s.trim_end();
-                }
-                out.push_str(s);
-                strip_next = false;
-            }
-            Part::Element(Element::Interpolation(interp)) => {
-                strip_next = interp.strip.strip_end();
+    for tok in toks {
+        match tok {
+            Tok::Lit(s) => out.push_str(s),
+            Tok::Interp(interp) => {
                 let Some(v) = eval(&interp.expr, scope, sink) else {
                     ok = false;
                     continue;
@@ -1162,17 +1145,19 @@ fn render_parts(parts: &[Part<'_>], scope: &Scope<'_>, sink: &mut Sink) -> Optio
                     }
                 }
             }
-            Part::Element(Element::Directive(d)) => {
-                let span = match d.as_ref() {
+            Tok::Directive(d) => {
+                let span = match d {
                     Directive::If(d) => span_of(d),
                     Directive::For(d) => span_of(d),
                 };
-                sink.error(src, &span, "template directives (`%{ if }`, `%{ for }`) are not supported in cluster files")
-                    .help = Some("to write a literal `%{`, escape it as `%%{`".into());
+                sink.error(
+                    src,
+                    &span,
+                    "template directives (`%{ if }`, `%{ for }`) are not supported in cluster files",
+                )
+                .help = Some("to write a literal `%{`, escape it as `%%{`".into());
                 ok = false;
-                strip_next = false;
             }
-            Part::Element(Element::Literal(lit)) => out.push_str(lit.value()),
         }
     }
     ok.then_some(out)
@@ -1234,6 +1219,22 @@ mod tests {
         // Escapes survive dedenting.
         let text = "x = <<-EOT\n  $${a}\n  %%{b}\n  EOT\n";
         assert_eq!(string_of(text), "${a}\n%{b}\n");
+    }
+
+    #[test]
+    fn strip_markers_work_on_heredoc_lines_as_in_hcl() {
+        // `~}` eats the rest of its line including the newline, so "  b" no longer starts a
+        // line and keeps its indentation.
+        let text = "x = <<-EOT\n  a ${~ 1 ~}   \n  b\n  EOT\n";
+        assert_eq!(string_of(text), "a1  b\n");
+        // `${~` at the start of a line empties only that line's leading token (the newline
+        // before belongs to the previous line's token); the emptied token then counts as a line
+        // without indentation, so nothing is removed.
+        let text = "x = <<-EOT\n  x\n  ${~ 1}y\n  EOT\n";
+        assert_eq!(string_of(text), "  x\n1y\n");
+        // In a plain heredoc `~}` still stops at the end of the line.
+        let text = "x = <<EOT\n${1 ~}\n\n  z\nEOT\n";
+        assert_eq!(string_of(text), "1\n  z\n");
     }
 
     #[test]
