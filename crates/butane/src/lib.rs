@@ -158,30 +158,45 @@ fn to_entries(root: Option<&yaml::Node>, diags: Vec<Diag>) -> Vec<Entry> {
         .collect()
 }
 
-fn common_field(root: Option<&yaml::Node>, key: &str) -> Result<String, Error> {
-    let Some(n) = root.and_then(|r| r.get(key)) else {
-        return Ok(String::new());
-    };
-    match &n.kind {
-        yaml::NodeKind::Scalar { value, style, .. } => {
-            if *style == yaml::Style::Plain && decode::resolve_plain(value) == decode::Scalar::Null
-            {
-                Ok(String::new())
-            } else {
-                Ok(value.clone())
-            }
-        }
-        _ => Err(Error::Types {
-            report: Report {
-                entries: vec![Entry::new(
+/// `variant` and `version` as go-yaml reads them into strings (null = empty); non-scalars are
+/// type errors, all reported together in source order.
+fn common_fields(root: Option<&yaml::Node>) -> Result<(String, String), Error> {
+    let mut variant = String::new();
+    let mut version = String::new();
+    let mut report = Report::default();
+    if let Some(yaml::Node {
+        kind: yaml::NodeKind::Map(entries),
+        ..
+    }) = root
+    {
+        for (k, _, n) in entries {
+            let slot = match k.as_str() {
+                "variant" => &mut variant,
+                "version" => &mut version,
+                _ => continue,
+            };
+            match &n.kind {
+                yaml::NodeKind::Scalar { value, style, .. } => {
+                    let null = *style == yaml::Style::Plain
+                        && decode::resolve_plain(value) == decode::Scalar::Null;
+                    *slot = if null { String::new() } else { value.clone() };
+                }
+                _ => report.entries.push(Entry::new(
                     Kind::Error,
                     decode::cannot_unmarshal(n, "string"),
                     String::new(),
                     Some(n.pos),
-                )],
-            },
+                )),
+            }
+        }
+    }
+    if report.is_empty() {
+        Ok((variant, version))
+    } else {
+        Err(Error::Types {
+            report,
             header: true,
-        }),
+        })
     }
 }
 
@@ -261,8 +276,7 @@ pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
             });
         }
     }
-    let variant = common_field(root, "variant")?;
-    let version = common_field(root, "version")?;
+    let (variant, version) = common_fields(root)?;
     if variant.is_empty() {
         return Err(Error::NoVariant);
     }
