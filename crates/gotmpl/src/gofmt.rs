@@ -112,7 +112,56 @@ fn float_digits(v: f64, sig: Option<usize>) -> (String, i32) {
     if digits == "0" {
         return (String::new(), 0);
     }
+    if sig.is_none() {
+        digits = nearest_shortest(v.abs(), digits, exp);
+    }
     (digits, exp + 1)
+}
+
+/// When two shortest digit strings both round-trip, Go's strconv takes the one nearest the
+/// exact value and breaks an exact tie towards an even last digit; Rust's shortest
+/// formatting may take the other. `digits` × 10^(exp-len+1) is Rust's choice for `v > 0`.
+fn nearest_shortest(v: f64, digits: String, exp: i32) -> String {
+    let n = digits.len();
+    let Ok(d) = digits.parse::<u64>() else {
+        return digits;
+    };
+    let scale = exp - (n as i32 - 1);
+    let round_trips = |c: u64| format!("{c}e{scale}").parse::<f64>() == Ok(v);
+    let same_len = |c: u64| c.to_string().len() == n;
+    let other = [d.wrapping_sub(1), d + 1]
+        .into_iter()
+        .find(|&c| c != u64::MAX && same_len(c) && round_trips(c));
+    let Some(other) = other else {
+        return digits;
+    };
+    // The exact decimal expansion of a double has at most 767 significant digits.
+    let exact = format!("{:.800e}", v);
+    let Some((mant, e)) = exact.split_once('e') else {
+        return digits;
+    };
+    if e.parse::<i32>() != Ok(exp) {
+        return digits;
+    }
+    let exact_digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let (lo, hi) = (d.min(other), d.max(other));
+    let (head, rest) = exact_digits.split_at(n.min(exact_digits.len()));
+    if head.parse::<u64>() != Ok(lo) {
+        return digits;
+    }
+    // Compare the remaining digits with one half of a unit in the last place.
+    let rest = rest.trim_end_matches('0');
+    let pick = match rest.cmp("5") {
+        std::cmp::Ordering::Greater => hi,
+        std::cmp::Ordering::Less => lo,
+        std::cmp::Ordering::Equal if lo % 2 == 0 => lo,
+        std::cmp::Ordering::Equal => hi,
+    };
+    let mut out = pick.to_string();
+    while out.len() > 1 && out.ends_with('0') {
+        out.pop();
+    }
+    out
 }
 
 fn fmt_e(out: &mut String, digits: &str, dp: i32, prec: usize, upper: bool) {
@@ -862,6 +911,13 @@ mod tests {
         for (x, want) in cases {
             assert_eq!(sprint_value(&Val::Float(x)), want, "{x}");
         }
+    }
+
+    #[test]
+    fn shortest_ties_round_to_even() {
+        // -777337863668639.25 lies exactly between two 16-digit strings that both round-trip;
+        // Go prints ...392 (even), as strconv.FormatFloat(x, 'g', -1, 64) does.
+        assert_eq!(sprint_value(&Val::Float(-777337863668639.25)), "-7.773378636686392e+14");
     }
 
     #[test]

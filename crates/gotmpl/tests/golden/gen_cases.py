@@ -135,8 +135,37 @@ def matchbox_cases():
                "query": query}
 
 
+def float_cases(chunks=2, per_chunk=200):
+    """Random doubles of every magnitude through each float verb (%v shortest digits,
+    fixed precisions, hex and binary forms)."""
+    import struct
+    rng = random.Random(42)
+    fmt = ('{{range .f}}{{.}} {{printf "%e %.3g %f %.10f %g %.0e %.17g %8.2f %.1f %.0f %G '
+           '%+.2e %x %.3x %b|" . . . . . . . . . . . . . . .}}\n{{end}}')
+    for chunk in range(chunks):
+        fs = []
+        for _ in range(per_chunk):
+            k = rng.randrange(5)
+            if k == 0:
+                f = rng.uniform(-1e6, 1e6)
+            elif k == 1:
+                f = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+            elif k == 2:
+                f = rng.randint(-10**9, 10**9) * 10.0 ** rng.randint(-30, 30)
+            elif k == 3:
+                f = rng.choice([0.5, 1.5, 2.5, 0.125, 1e21, 1e20, 999999.5, 0.1, 1 / 3,
+                                5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                                -777337863668639.25])
+            else:
+                f = rng.uniform(-1, 1) * 10.0 ** rng.randint(-8, 22)
+            if f != f or f in (float("inf"), float("-inf")):
+                f = 1.0
+            fs.append(f)
+        yield {"name": f"floats-{chunk}", "template": fmt, "data": {"f": fs}}
+
+
 def main():
-    cases = list(matchbox_cases())
+    cases = list(matchbox_cases()) + list(float_cases())
     seen = set()
     for rs in ("go_exec.rs", "matchbox.rs"):
         for name, tmpl in rust_templates(HERE.parent / rs):
