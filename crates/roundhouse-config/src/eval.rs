@@ -1022,24 +1022,42 @@ enum Tok<'a> {
 
 fn tokens<'a>(template: &'a Template, src: &Source, heredoc: bool) -> Vec<Tok<'a>> {
     let mut toks = Vec::new();
+    // Consecutive literal elements are one stretch of text; heredoc text is cut into lines.
+    let mut text = String::new();
+    let flush_text = |text: &mut String, toks: &mut Vec<Tok<'a>>| {
+        if heredoc {
+            let unescaped = text.replace("$${", "${").replace("%%{", "%{");
+            toks.extend(
+                unescaped
+                    .split_inclusive('\n')
+                    .map(|l| Tok::Lit(l.to_string())),
+            );
+        } else if !text.is_empty() {
+            toks.push(Tok::Lit(text.clone()));
+        }
+        text.clear();
+    };
     for element in template.iter() {
         match element {
-            Element::Literal(lit) if heredoc => {
-                // `hcl-edit` has already removed `<<-` indentation from the values, with a
-                // different rule than HCL's, so start again from the source text. Heredocs know
-                // no escapes besides `$${` and `%%{`.
-                let raw = match lit.span() {
-                    Some(span) => src.slice(&span).to_string(),
-                    None => lit.value().clone(),
-                };
-                let text = raw.replace("$${", "${").replace("%%{", "%{");
-                toks.extend(text.split_inclusive('\n').map(|l| Tok::Lit(l.to_string())));
+            // `hcl-edit` has already removed `<<-` indentation from heredoc values, with a
+            // different rule than HCL's, so heredocs start again from the source text; they
+            // know no escapes besides `$${` and `%%{`.
+            Element::Literal(lit) if heredoc => match lit.span() {
+                Some(span) => text.push_str(src.slice(&span)),
+                None => text.push_str(lit.value()),
+            },
+            Element::Literal(lit) => text.push_str(lit.value()),
+            Element::Interpolation(interp) => {
+                flush_text(&mut text, &mut toks);
+                toks.push(Tok::Interp(interp));
             }
-            Element::Literal(lit) => toks.push(Tok::Lit(lit.value().clone())),
-            Element::Interpolation(interp) => toks.push(Tok::Interp(interp)),
-            Element::Directive(d) => toks.push(Tok::Directive(d)),
+            Element::Directive(d) => {
+                flush_text(&mut text, &mut toks);
+                toks.push(Tok::Directive(d));
+            }
         }
     }
+    flush_text(&mut text, &mut toks);
     // `${~ x}` trims the whitespace of the token before, `${x ~}` of the token after; in a
     // heredoc that reaches at most to the end of the line.
     for i in 0..toks.len() {
