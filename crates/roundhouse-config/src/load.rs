@@ -25,6 +25,8 @@ const DEFAULT_PXE_COMMAND: &str = "echo 'you must (re)provision the node by boot
 
 /// Loads a cluster file from text. The heart of [`crate::load_str`].
 pub(crate) fn load(path: &Path, text: &str, options: &LoadOptions) -> Result<Cluster, Diagnostics> {
+    // Editors on Windows may start files with a byte-order mark, which HCL does not expect.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let src = Source::new(path.to_path_buf(), text.to_string());
     let mut sink = Sink::default();
     let cluster = match hcl::edit::parser::parse_body(text) {

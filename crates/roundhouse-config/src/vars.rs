@@ -117,6 +117,10 @@ pub(crate) fn resolve_variables(
                 continue;
             }
         };
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
         let vsrc = Source::new(file.clone(), text);
         let body = match hcl::edit::parser::parse_body(&vsrc.text) {
             Ok(b) => b,

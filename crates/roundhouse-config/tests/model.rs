@@ -336,3 +336,11 @@ fn an_invalid_override_is_reported_once() {
         "{d}"
     );
 }
+
+#[test]
+fn byte_order_mark_and_crlf_are_accepted() {
+    let text = format!("\u{feff}{}", minimal("", NODE)).replace('\n', "\r\n");
+    let c = ok(&text);
+    assert_eq!(c.name, "lab");
+    assert_eq!(c.nodes[0].domain, "n1.lab.example");
+}
