@@ -917,7 +917,8 @@ mod tests {
     fn shortest_ties_round_to_even() {
         // -777337863668639.25 lies exactly between two 16-digit strings that both round-trip;
         // Go prints ...392 (even), as strconv.FormatFloat(x, 'g', -1, 64) does.
-        assert_eq!(sprint_value(&Val::Float(-777337863668639.25)), "-7.773378636686392e+14");
+        let x = -(777_337_863_668_639.0 + 0.25);
+        assert_eq!(sprint_value(&Val::Float(x)), "-7.773378636686392e+14");
     }
 
     #[test]

@@ -595,7 +595,8 @@ impl Parser<'_> {
                     else_list = Some(l);
                 }
             }
-            Parsed::Node(_) => unreachable!("item_list returns only at end or else"),
+            // item_list returns only at {{end}} or {{else}}.
+            Parsed::Node(n) => return Err(self.errorf(format!("unexpected {n}"))),
         }
         self.vars.truncate(nvars);
         self.depth -= 1;
