@@ -25,7 +25,9 @@
 //!   miniz_oxide), so the base64 text differs and, for inputs where the gzip form and another
 //!   form are within a few bytes, the chosen form can differ (8 of 3000 files of a Debian
 //!   system in one measurement). Decoded contents are identical.
-//! - YAML syntax errors carry yaml-rust2's messages, not libyaml's, and may point a line off.
+//! - YAML syntax errors come from yaml-rust2 and are reworded to libyaml's text and go-yaml's
+//!   line choice for the common mistakes (tabs, bad indentation, unclosed quotes or
+//!   brackets, unknown anchors); rarer ones keep yaml-rust2's wording.
 //! - Only the `flatcar` variant exists; others get "No translator exists ...".
 //! - Inline configs under `ignition.config` are validated like Butane v0.24+, but JSON parse
 //!   errors use serde_json's wording instead of Go's.
@@ -77,8 +79,9 @@ pub struct Translation {
 /// `Error translating config: `.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// The YAML is not well-formed.
-    #[error("Error unmarshaling yaml: yaml: line {line}: {message}")]
+    /// The YAML is not well-formed. `line` is what go-yaml prints (0 when it prints none),
+    /// `column` where the parser stopped.
+    #[error("Error unmarshaling yaml: yaml: {}{message}", if *.line > 0 { format!("line {line}: ") } else { String::new() })]
     Syntax {
         /// The parser's message.
         message: String,
@@ -131,6 +134,59 @@ impl Error {
             | Error::Strict(report) => Some(report),
             _ => None,
         }
+    }
+}
+
+/// Rewords a yaml-rust2 error the way go-yaml (libyaml) reports the same mistake: libyaml's
+/// problem text without the "while parsing ..." context, and go-yaml's line choice (for
+/// parser errors the 0-based line of the enclosing collection, else of the problem; for
+/// scanner errors the 1-based line).
+fn go_yaml_syntax_error(e: yaml::SyntaxError, input: &str) -> Error {
+    let problem = match e.message.split_once(", ") {
+        Some((ctx, p)) if ctx.starts_with("while ") => p.to_string(),
+        _ => e.message.clone(),
+    };
+    let problem = match problem.as_str() {
+        "expected ',' or ']'" => "did not find expected ',' or ']'".to_string(),
+        "tabs disallowed within this context (block indentation)" => {
+            "found character that cannot start any token".to_string()
+        }
+        "invalid indentation in quoted scalar" => "found unexpected end of stream".to_string(),
+        p if p.starts_with("unexpected character: ") => {
+            "found character that cannot start any token".to_string()
+        }
+        _ => problem,
+    };
+    if problem == "found unknown anchor" {
+        let line = input
+            .lines()
+            .nth(e.pos.line.saturating_sub(1))
+            .unwrap_or("");
+        let rest: String = line.chars().skip(e.pos.column.saturating_sub(1)).collect();
+        let name: String = rest
+            .trim_start_matches('*')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+            .collect();
+        return Error::Syntax {
+            message: format!("unknown anchor '{name}' referenced"),
+            line: 0,
+            column: e.pos.column,
+        };
+    }
+    let parser_error = problem.starts_with("did not find expected");
+    let line = if parser_error {
+        match e.context_line.map(|l| l - 1) {
+            Some(ctx) if ctx > 0 => ctx,
+            _ => e.pos.line.saturating_sub(1),
+        }
+    } else {
+        e.pos.line
+    };
+    Error::Syntax {
+        message: problem,
+        line,
+        column: e.pos.column,
     }
 }
 
@@ -231,11 +287,7 @@ pub(crate) fn parse_semver(v: &str) -> Option<String> {
 pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
     // libyaml skips a byte-order mark without counting it in positions.
     let input = input.strip_prefix('\u{feff}').unwrap_or(input);
-    let root = yaml::parse(input).map_err(|e| Error::Syntax {
-        message: e.message,
-        line: e.pos.line,
-        column: e.pos.column,
-    })?;
+    let root = yaml::parse(input).map_err(|e| go_yaml_syntax_error(e, input))?;
     let root = root.as_ref();
     if let Some(n) = root
         && let yaml::NodeKind::Map(entries) = &n.kind

@@ -62,6 +62,9 @@ pub struct SyntaxError {
     pub message: String,
     /// Where it happened.
     pub pos: Pos,
+    /// Line where the innermost collection still open at the error starts (libyaml's
+    /// "context" for parser errors), if any.
+    pub context_line: Option<usize>,
 }
 
 enum Frame {
@@ -217,6 +220,7 @@ impl MarkedEventReceiver for Builder<'_> {
             self.error = Some(SyntaxError {
                 message: format!("exceeded max depth of {MAX_DEPTH}"),
                 pos: to_pos(&mark),
+                context_line: None,
             });
             self.stack.clear();
             return;
@@ -372,9 +376,13 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
                 }
             }
             Err(e) => {
+                let context_line = b.stack.last().map(|f| match f {
+                    Frame::Map { start, .. } | Frame::Seq { start, .. } => start.line,
+                });
                 b.error.get_or_insert(SyntaxError {
                     message: e.info().to_string(),
                     pos: to_pos(e.marker()),
+                    context_line,
                 });
                 break;
             }
