@@ -1,0 +1,764 @@
+//! The executor: carries out a plan's changes, node by node, under rollout limits.
+//!
+//! Per node the order is always: journal the intent, touch the machine, journal that it was
+//! triggered, wait for proof, record the result. Proof is two independent observations: the
+//! boot server's fetch journal shows the node's MAC fetched the exact bytes of its new final
+//! config after the intent was journaled, and the node, reached over SSH with its pinned host
+//! key, has `/ignition_ran` (which every final config creates and roundhouse removes after each
+//! success). See docs/reconciler.md.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bootdata::Mac;
+use roundhouse_boot::state::Netboot;
+use roundhouse_config::Role;
+use roundhouse_plan::{
+    Action, Intent, IntentStage, Plan, PlanItem, ProvisionPath, Timestamp, short_digest,
+};
+use roundhouse_ssh::{PrivateKey, PublicKey, Reboot, Session, SshError, Target, Timeouts};
+use roundhouse_store::{Change, StateStore, now};
+use tokio::sync::Semaphore;
+
+use crate::journal::JournalReader;
+use crate::netboot::NetbootWriter;
+use crate::power::{PowerDriver, PowerTarget};
+use crate::publish::Published;
+
+/// Waits, timeouts and rollout limits. The defaults suit real hardware: a PXE install
+/// (firmware POST, PXE, download, install, reboot, Ignition) takes many minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// User to log in as (`core` on Flatcar).
+    pub ssh_user: String,
+    /// TCP connect + SSH handshake + authentication, per attempt.
+    pub connect_timeout: Duration,
+    /// One remote command.
+    pub command_timeout: Duration,
+    /// How long the in-place preparation keeps trying to reach the node before giving up.
+    pub reach_deadline: Duration,
+    /// How long after its power action a PXE-installed node may take to prove it runs the new
+    /// config.
+    pub pxe_deadline: Duration,
+    /// The same after an in-place reboot.
+    pub in_place_deadline: Duration,
+    /// First pause between polls; doubled after each poll up to `poll_max`.
+    pub poll_initial: Duration,
+    /// Longest pause between polls.
+    pub poll_max: Duration,
+    /// Nodes worked on at once, over all roles.
+    pub max_parallel: usize,
+    /// Workers worked on at once (controllers are always one at a time).
+    pub max_parallel_workers: usize,
+    /// After this many failures no new node is started (running ones finish). `None`: never
+    /// stop.
+    pub max_failures: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ssh_user: "core".into(),
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(60),
+            reach_deadline: Duration::from_secs(120),
+            pxe_deadline: Duration::from_secs(45 * 60),
+            in_place_deadline: Duration::from_secs(20 * 60),
+            poll_initial: Duration::from_secs(2),
+            poll_max: Duration::from_secs(30),
+            max_parallel: 10,
+            max_parallel_workers: 10,
+            max_failures: None,
+        }
+    }
+}
+
+/// Everything the executor needs to know about one desired node.
+pub struct NodeSpec {
+    /// Node name.
+    pub name: String,
+    /// Its MAC.
+    pub mac: Mac,
+    /// Its role.
+    pub role: Role,
+    /// Where SSH reaches it.
+    pub domain: String,
+    /// SSH port of the installed OS.
+    pub ssh_port: u16,
+    /// Desired config digest.
+    pub digest: String,
+    /// SHA-256 of the final config's bytes as published (what the fetch journal records).
+    pub final_sha256: String,
+    /// Kernel arguments (journaled with the intent).
+    pub kernel_args: Vec<String>,
+    /// `linux_append` for the OEM grub.cfg.
+    pub linux_append: String,
+    /// `linux_console` for the OEM grub.cfg.
+    pub linux_console: String,
+    /// Host keys accepted from this node (its managed key; during a migration also the key it
+    /// had before).
+    pub host_keys: Vec<PublicKey>,
+    /// How to PXE-boot it.
+    pub power: Arc<dyn PowerDriver>,
+}
+
+/// What happened, as it happens: one line per step per node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// When.
+    pub at: Timestamp,
+    /// Node name.
+    pub node: String,
+    /// Its MAC.
+    pub mac: Mac,
+    /// `queued`, `started`, `step`, `succeeded`, `failed` or `not-started`.
+    pub kind: &'static str,
+    /// Words for people.
+    pub message: String,
+}
+
+/// Where progress goes (stderr lines, JSON lines, a test's vector).
+pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How a node ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "result", content = "reason")]
+pub enum NodeResult {
+    /// Confirmed: the node runs the new config.
+    Succeeded,
+    /// Failed; the reason names the node and the step.
+    Failed(String),
+    /// Never started (too many failures elsewhere).
+    NotStarted(String),
+}
+
+/// One node's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Node name.
+    pub node: String,
+    /// The planned action.
+    pub action: Action,
+    /// The result.
+    #[serde(flatten)]
+    pub result: NodeResult,
+}
+
+/// The outcomes of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// One per changed node, in plan order.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Report {
+    /// Nodes confirmed.
+    pub fn succeeded(&self) -> usize {
+        self.count(|r| matches!(r, NodeResult::Succeeded))
+    }
+    /// Nodes failed.
+    pub fn failed(&self) -> usize {
+        self.count(|r| matches!(r, NodeResult::Failed(_)))
+    }
+    /// Nodes not started.
+    pub fn not_started(&self) -> usize {
+        self.count(|r| matches!(r, NodeResult::NotStarted(_)))
+    }
+    fn count(&self, f: impl Fn(&NodeResult) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| f(&o.result)).count()
+    }
+}
+
+/// The executor for one apply.
+pub struct Executor {
+    /// The state store (intent journal, records, events).
+    pub store: Arc<dyn StateStore>,
+    /// The boot server's fetch journal.
+    pub journal: Arc<JournalReader>,
+    /// The boot server's netboot state; `None` when the cluster turned gating off.
+    pub netboot: Option<Arc<NetbootWriter>>,
+    /// The operator key apply logs in with.
+    pub operator_key: Arc<PrivateKey>,
+    /// Config digest → published final-config SHA-256, including earlier publications (a
+    /// resumed attempt may be for a config that is no longer the desired one).
+    pub published: Published,
+    /// The cluster's asset directory (for power commands).
+    pub asset_dir: PathBuf,
+    /// Waits and limits.
+    pub settings: Settings,
+    /// Progress output.
+    pub progress: ProgressSink,
+}
+
+type StepResult<T = ()> = Result<T, String>;
+
+impl Executor {
+    fn emit(&self, spec: &NodeSpec, kind: &'static str, message: impl Into<String>) {
+        let p = Progress {
+            at: now(),
+            node: spec.name.clone(),
+            mac: spec.mac,
+            kind,
+            message: message.into(),
+        };
+        (self.progress)(&p);
+    }
+
+    /// Emits a step and notes it in the node's history.
+    fn step(&self, spec: &NodeSpec, message: impl Into<String>) {
+        let message = message.into();
+        let _ = self.store.note(&spec.mac, &message, now());
+        self.emit(spec, "step", message);
+    }
+
+    fn change(&self, spec: &NodeSpec, change: Change) -> StepResult {
+        self.store
+            .apply(&spec.mac, change, now())
+            .map(|_| ())
+            .map_err(|e| format!("recording state: {e}"))
+    }
+
+    /// Runs every change of `plan` whose node has a spec. Never fails as a whole: each node's
+    /// result is in the report.
+    pub async fn run(
+        self: Arc<Self>,
+        plan: &Plan,
+        specs: Arc<BTreeMap<String, NodeSpec>>,
+    ) -> Report {
+        let s = &self.settings;
+        let global = Arc::new(Semaphore::new(s.max_parallel.max(1)));
+        let controllers = Arc::new(Semaphore::new(1));
+        let workers = Arc::new(Semaphore::new(s.max_parallel_workers.max(1)));
+        let failures = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for item in plan.items.iter().filter(|i| i.action.is_change()) {
+            let Some(spec) = specs.get(&item.name) else {
+                continue;
+            };
+            self.emit(spec, "queued", format!("{}: {}", item.action, item.reason));
+            let (me, specs, item) = (Arc::clone(&self), Arc::clone(&specs), item.clone());
+            let role_sem = match item.role {
+                Role::Controller => Arc::clone(&controllers),
+                Role::Worker => Arc::clone(&workers),
+            };
+            let (global, failures) = (Arc::clone(&global), Arc::clone(&failures));
+            tasks.push(tokio::spawn(async move {
+                // Role permit first, then the global one, always in this order: no deadlock,
+                // and a queued controller never holds a global slot while it waits its turn.
+                let _role = role_sem.acquire_owned().await.ok();
+                let _slot = global.acquire_owned().await.ok();
+                let spec = &specs[&item.name];
+                let result = match me.settings.max_failures {
+                    Some(max) if failures.load(Ordering::SeqCst) >= max => {
+                        let why =
+                            format!("{max} node(s) failed: not starting more (--max-failures)");
+                        me.emit(spec, "not-started", why.clone());
+                        NodeResult::NotStarted(why)
+                    }
+                    _ => {
+                        me.emit(spec, "started", item.action.as_str());
+                        match me.run_node(&item, spec).await {
+                            Ok(()) => {
+                                me.emit(
+                                    spec,
+                                    "succeeded",
+                                    format!("runs config {}", short_digest(&spec.digest)),
+                                );
+                                NodeResult::Succeeded
+                            }
+                            Err(why) => {
+                                failures.fetch_add(1, Ordering::SeqCst);
+                                let why = format!("node {}: {why}", spec.name);
+                                if let Ok(Some(r)) = me.store.node(&spec.mac)
+                                    && r.state.pending_intent().is_some()
+                                {
+                                    let _ =
+                                        me.store.apply(&spec.mac, Change::Fail(why.clone()), now());
+                                }
+                                me.emit(spec, "failed", why.clone());
+                                NodeResult::Failed(why)
+                            }
+                        }
+                    }
+                };
+                Outcome {
+                    node: item.name.clone(),
+                    action: item.action,
+                    result,
+                }
+            }));
+        }
+        let mut report = Report::default();
+        for t in tasks {
+            match t.await {
+                Ok(o) => report.outcomes.push(o),
+                Err(e) => report.outcomes.push(Outcome {
+                    node: "?".into(),
+                    action: Action::Error,
+                    result: NodeResult::Failed(format!("executor task ended abnormally: {e}")),
+                }),
+            }
+        }
+        report
+    }
+
+    async fn run_node(&self, item: &PlanItem, spec: &NodeSpec) -> StepResult {
+        match item.action {
+            Action::Provision => {
+                if item.intent.is_some() {
+                    self.change(
+                        spec,
+                        Change::Abandon(format!("superseded by a PXE install: {}", item.reason)),
+                    )?;
+                }
+                let intent = self.new_intent(spec, ProvisionPath::Pxe);
+                let started = intent.started_at;
+                self.change(spec, Change::BeginInstall(intent))?;
+                self.pxe_trigger(spec).await?;
+                self.change(spec, Change::MarkTriggered)?;
+                self.finish(spec, started, &spec.digest, self.settings.pxe_deadline)
+                    .await
+            }
+            Action::ReprovisionInPlace => {
+                let intent = self.new_intent(spec, ProvisionPath::InPlace);
+                let started = intent.started_at;
+                self.change(spec, Change::BeginReprovision(intent))?;
+                let session = self
+                    .reach(
+                        spec,
+                        self.settings.reach_deadline,
+                        "preparing the in-place re-provision",
+                    )
+                    .await?;
+                self.in_place_trigger(spec, session).await?;
+                self.change(spec, Change::MarkTriggered)?;
+                self.finish(spec, started, &spec.digest, self.settings.in_place_deadline)
+                    .await
+            }
+            Action::Resume => {
+                let Some(intent) = &item.intent else {
+                    return Err("resume planned without an intent (planner bug)".into());
+                };
+                self.resume(spec, intent).await
+            }
+            other => Err(format!("{other} is not something to execute")),
+        }
+    }
+
+    fn new_intent(&self, spec: &NodeSpec, path: ProvisionPath) -> Intent {
+        Intent {
+            path,
+            digest: spec.digest.clone(),
+            domain: spec.domain.clone(),
+            kernel_args: spec.kernel_args.clone(),
+            started_at: now(),
+            stage: IntentStage::Started,
+        }
+    }
+
+    fn deadline_for(&self, path: ProvisionPath) -> Duration {
+        match path {
+            ProvisionPath::Pxe => self.settings.pxe_deadline,
+            ProvisionPath::InPlace => self.settings.in_place_deadline,
+        }
+    }
+
+    async fn resume(&self, spec: &NodeSpec, intent: &Intent) -> StepResult {
+        let deadline = self.deadline_for(intent.path);
+        if let IntentStage::Triggered { at } = intent.stage {
+            self.step(spec, format!(
+                "resuming: the {} of {} was triggered at {at}; waiting for it, not triggering again",
+                intent.path, short_digest(&intent.digest)
+            ));
+            return self
+                .finish(spec, intent.started_at, &intent.digest, deadline)
+                .await;
+        }
+        // Started but not marked triggered: the trigger may or may not have happened. Look
+        // for evidence before doing anything destructive again.
+        let expected = self.expected_sha(&intent.digest)?;
+        if self.fetched(spec, intent.started_at, &expected).is_some() {
+            self.step(
+                spec,
+                "resuming: the node already fetched the new config; waiting for it to come up",
+            );
+            return self
+                .finish(spec, intent.started_at, &intent.digest, deadline)
+                .await;
+        }
+        match intent.path {
+            ProvisionPath::Pxe => {
+                let booted = self.journal.fetches_since(&spec.mac, intent.started_at);
+                if booted.is_empty() {
+                    self.step(spec, "resuming: no boot request from the node since the intent was journaled; running the power action again");
+                    self.pxe_trigger(spec).await?;
+                } else {
+                    self.step(spec, format!(
+                        "resuming: the node has been network-booting since {} (the power action ran); not running it again",
+                        booted[0].at
+                    ));
+                }
+            }
+            ProvisionPath::InPlace => {
+                let session = self
+                    .reach(spec, deadline, "resuming the in-place re-provision")
+                    .await?;
+                // Reaching it may have taken a reboot's time: look again.
+                if self.fetched(spec, intent.started_at, &expected).is_some() {
+                    session.close().await;
+                    self.step(spec, "resuming: the node rebooted and fetched the new config; not rebooting it again");
+                    self.change(spec, Change::MarkTriggered)?;
+                    return self
+                        .finish(spec, intent.started_at, &intent.digest, deadline)
+                        .await;
+                }
+                self.step(
+                    spec,
+                    "resuming: no sign the reboot happened; preparing and rebooting again",
+                );
+                self.in_place_trigger(spec, session).await?;
+            }
+        }
+        self.change(spec, Change::MarkTriggered)?;
+        self.finish(spec, intent.started_at, &intent.digest, deadline)
+            .await
+    }
+
+    async fn pxe_trigger(&self, spec: &NodeSpec) -> StepResult {
+        if let Some(nb) = &self.netboot {
+            nb.set(spec.mac, Netboot::InstallPending, &spec.name)
+                .map_err(|e| format!("marking it install-pending: {e}"))?;
+        }
+        let target = PowerTarget {
+            name: spec.name.clone(),
+            mac: spec.mac.to_string(),
+            domain: spec.domain.clone(),
+            asset_dir: self.asset_dir.clone(),
+        };
+        self.step(spec, "running the power action (PXE boot)");
+        match spec.power.pxe_boot(&target).await {
+            Ok(out) => {
+                if !out.text.trim().is_empty() {
+                    self.step(
+                        spec,
+                        format!("power action output:\n{}", out.text.trim_end()),
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("power action: {e}")),
+        }
+    }
+
+    fn target(&self, spec: &NodeSpec) -> Target {
+        Target {
+            host: spec.domain.clone(),
+            port: spec.ssh_port,
+            user: self.settings.ssh_user.clone(),
+        }
+    }
+
+    async fn connect(&self, spec: &NodeSpec) -> Result<Session, SshError> {
+        Session::connect(
+            &self.target(spec),
+            Arc::clone(&self.operator_key),
+            spec.host_keys.clone(),
+            Timeouts {
+                connect: self.settings.connect_timeout,
+                command: self.settings.command_timeout,
+            },
+        )
+        .await
+    }
+
+    /// Connects, retrying transient failures with backoff until `deadline`.
+    async fn reach(&self, spec: &NodeSpec, deadline: Duration, step: &str) -> StepResult<Session> {
+        let start = Instant::now();
+        let mut pause = self.settings.poll_initial;
+        loop {
+            match self.connect(spec).await {
+                Ok(s) => return Ok(s),
+                Err(e) if !e.is_transient() => return Err(format!("{step}: {e}")),
+                Err(e) => {
+                    if start.elapsed() + pause > deadline {
+                        return Err(format!(
+                            "{step}: cannot reach {} over SSH within {}: {e}",
+                            self.target(spec),
+                            secs(deadline)
+                        ));
+                    }
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.settings.poll_max);
+        }
+    }
+
+    async fn run_checked(&self, session: &Session, command: &str, step: &str) -> StepResult {
+        let out = session
+            .exec(command)
+            .await
+            .map_err(|e| format!("{step}: {e}"))?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{step}: `{command}` exited with status {}: {}",
+                out.exit_status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Lokomotive's in-place steps, each checked: set `first_boot`, rewrite the OEM
+    /// grub.cfg (kernel arguments are not part of Ignition), remove a stale `/ignition_ran`,
+    /// reboot (a dropped connection is the reboot happening).
+    async fn in_place_trigger(&self, spec: &NodeSpec, session: Session) -> StepResult {
+        self.step(
+            spec,
+            format!("connected to {}; setting first_boot", self.target(spec)),
+        );
+        self.run_checked(
+            &session,
+            "sudo touch /boot/flatcar/first_boot",
+            "creating /boot/flatcar/first_boot",
+        )
+        .await?;
+        let grub = grub_cfg_command(&spec.linux_append, &spec.linux_console);
+        self.run_checked(&session, &grub, "writing /usr/share/oem/grub.cfg")
+            .await?;
+        self.run_checked(
+            &session,
+            "sudo rm -f /ignition_ran",
+            "removing a stale /ignition_ran",
+        )
+        .await?;
+        self.step(spec, "rebooting");
+        match session.exec_reboot("sudo systemctl reboot").await {
+            Ok(Reboot::ConnectionDropped) => Ok(()),
+            Ok(Reboot::Exited(out)) if out.success() => {
+                session.close().await;
+                Ok(())
+            }
+            Ok(Reboot::Exited(out)) => Err(format!(
+                "rebooting: `sudo systemctl reboot` exited with status {}: {}",
+                out.exit_status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Err(format!("rebooting: {e}")),
+        }
+    }
+
+    fn expected_sha(&self, digest: &str) -> StepResult<String> {
+        self.published.sha_for(digest).ok_or_else(|| {
+            format!(
+                "cannot tell which bytes config {} was published as (no record in {}): cannot verify the node fetched it",
+                short_digest(digest),
+                self.published.path().display()
+            )
+        })
+    }
+
+    /// The first fetch by the node of its final config with body `sha` since `since`.
+    fn fetched(&self, spec: &NodeSpec, since: Timestamp, sha: &str) -> Option<Timestamp> {
+        self.journal
+            .fetches_since(&spec.mac, since)
+            .into_iter()
+            .find(|f| {
+                f.route == "ignition"
+                    && f.group.as_deref() == Some(spec.name.as_str())
+                    && f.digest.as_deref() == Some(sha)
+            })
+            .map(|f| f.at)
+    }
+
+    /// Waits for proof that the node runs config `digest` (fetch after `since`, then
+    /// `/ignition_ran` over SSH), removes the flag, marks the node installed on the boot
+    /// server and confirms.
+    async fn finish(
+        &self,
+        spec: &NodeSpec,
+        since: Timestamp,
+        digest: &str,
+        deadline: Duration,
+    ) -> StepResult {
+        let sha = self.expected_sha(digest)?;
+        let start = Instant::now();
+        let mut pause = self.settings.poll_initial;
+        let mut seen_fetch = None;
+        let mut last_ssh = String::from("not tried yet (waiting for the fetch first)");
+        self.step(
+            spec,
+            format!(
+                "waiting up to {} for the node to fetch config {} (final config {}) and come up",
+                secs(deadline),
+                short_digest(digest),
+                short_digest(&sha)
+            ),
+        );
+        loop {
+            if seen_fetch.is_none()
+                && let Some(at) = self.fetched(spec, since, &sha)
+            {
+                seen_fetch = Some(at);
+                self.step(spec, format!("fetched its new final config at {at}"));
+            }
+            if seen_fetch.is_some() {
+                match self.connect(spec).await {
+                    Ok(session) => {
+                        let out = session.exec("test -f /ignition_ran").await;
+                        match out {
+                            Ok(o) if o.success() => {
+                                self.run_checked(
+                                    &session,
+                                    "sudo rm -f /ignition_ran",
+                                    "removing /ignition_ran after success",
+                                )
+                                .await?;
+                                session.close().await;
+                                if let Some(nb) = &self.netboot {
+                                    nb.set(spec.mac, Netboot::Installed, &spec.name)
+                                        .map_err(|e| format!("marking it installed: {e}"))?;
+                                }
+                                return self.change(spec, Change::Confirm);
+                            }
+                            Ok(_) => {
+                                last_ssh = "reachable, but /ignition_ran does not exist yet".into()
+                            }
+                            Err(e) => last_ssh = e.to_string(),
+                        }
+                        session.close().await;
+                    }
+                    Err(e) if !e.is_transient() => {
+                        return Err(format!("waiting for the node: {e}"));
+                    }
+                    Err(e) => last_ssh = e.to_string(),
+                }
+            }
+            if start.elapsed() + pause > deadline {
+                return Err(match seen_fetch {
+                    None => self.no_fetch_error(spec, since, digest, &sha, deadline),
+                    Some(at) => format!(
+                        "fetched config {} at {at} but did not show /ignition_ran over SSH within {} (last: {last_ssh})",
+                        short_digest(digest),
+                        secs(deadline)
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.settings.poll_max);
+        }
+    }
+
+    fn no_fetch_error(
+        &self,
+        spec: &NodeSpec,
+        since: Timestamp,
+        digest: &str,
+        sha: &str,
+        deadline: Duration,
+    ) -> String {
+        let mut msg = format!(
+            "did not fetch its new final config (config {}, bytes {}) from the boot server within {}",
+            short_digest(digest),
+            short_digest(sha),
+            secs(deadline)
+        );
+        let fetches = self.journal.fetches_since(&spec.mac, since);
+        match fetches
+            .iter()
+            .rev()
+            .find(|f| f.route == "ignition" && f.group.as_deref() == Some(spec.name.as_str()))
+        {
+            Some(f) => msg.push_str(&format!(
+                "; it fetched other bytes ({}) at {}: is the boot server serving the published data directory?",
+                f.digest.as_deref().map(short_digest).unwrap_or("?"),
+                f.at
+            )),
+            None if fetches.is_empty() => msg.push_str(&format!(
+                "; the boot server's journal ({}) shows no request from {} since the action started",
+                self.journal.path().display(),
+                spec.mac
+            )),
+            None => msg.push_str(&format!(
+                "; it made {} other request(s) (last: {} at {}) but never fetched its final config",
+                fetches.len(),
+                fetches[fetches.len() - 1].route,
+                fetches[fetches.len() - 1].at
+            )),
+        }
+        msg
+    }
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 && d.as_secs() % 60 == 0 {
+        format!("{}m", d.as_secs() / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Quotes `s` for a POSIX shell as one word.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The command that rewrites the OEM grub.cfg, as Lokomotive did (`printf … | sudo tee`).
+pub fn grub_cfg_command(linux_append: &str, linux_console: &str) -> String {
+    format!(
+        "printf '%s\\n' {} {} | sudo tee /usr/share/oem/grub.cfg >/dev/null",
+        sh_quote(&format!("set linux_append=\"{linux_append}\"")),
+        sh_quote(&format!("set linux_console=\"{linux_console}\""))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grub_command_writes_both_lines_through_a_shell() {
+        let cmd = grub_cfg_command(
+            "a=1 ignition.config.url=http://b/ignition?mac=52:54:00:00:00:01&os=installed",
+            "console=ttyS0",
+        );
+        // Run it with a `sudo` that just runs its arguments and a tee redirected to a file.
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let out = tmp.path().join("grub.cfg");
+        std::fs::write(
+            bin.join("sudo"),
+            format!(
+                "#!/bin/sh\n[ \"$1\" = tee ] && exec tee {} \nexec \"$@\"\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read_to_string(out).unwrap(),
+            "set linux_append=\"a=1 ignition.config.url=http://b/ignition?mac=52:54:00:00:00:01&os=installed\"\n\
+             set linux_console=\"console=ttyS0\"\n"
+        );
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(secs(Duration::from_secs(1200)), "20m");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
+    }
+}

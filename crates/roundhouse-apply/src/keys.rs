@@ -1,0 +1,369 @@
+//! The SSH keys roundhouse manages for a cluster, under `<asset_dir>/keys/`:
+//!
+//! ```text
+//! keys/operator_ed25519              operator private key (0600): apply logs in as core with it
+//! keys/operator_ed25519.pub          its public half (0644): added to core's authorized keys
+//! keys/hosts/<node>/ssh_host_ed25519_key       the node's host key (0600), in its final config
+//! keys/hosts/<node>/ssh_host_ed25519_key.pub   its public half (0644): what apply pins
+//! ```
+//!
+//! Keys are generated once and then reused, so a node's host key stays the same across
+//! re-provisions (an in-place re-provision wipes root, and with it any key the OS generated).
+//! Loading is split from persisting: [`KeyStore::load_or_generate`] creates missing keys in
+//! memory only, and [`LoadedKeys::persist`] writes them — the CLI calls it only after the
+//! cluster rendered, so invalid input writes nothing.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use roundhouse_render::{HostKey, ManagedKeys};
+use roundhouse_ssh::{PrivateKey, PublicKey};
+use russh::keys::ssh_key::{LineEnding, private::Ed25519Keypair};
+
+/// File name of the operator key inside the keys directory.
+pub const OPERATOR_KEY: &str = "operator_ed25519";
+/// File name of a node's host key inside `hosts/<node>/`.
+pub const HOST_KEY: &str = "ssh_host_ed25519_key";
+
+/// Why keys could not be loaded, generated or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing a key file failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file exists but is not an unencrypted OpenSSH ed25519 key.
+    #[error("{}: not a usable OpenSSH ed25519 key ({reason}); fix or remove it (removing a host key changes the node's config and re-provisions it)", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The system's random source failed.
+    #[error("generating a key: the system random source failed: {0}")]
+    Random(String),
+}
+
+/// The keys directory of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+/// One key pair, held in memory.
+#[derive(Clone)]
+pub struct KeyPair {
+    private: Arc<PrivateKey>,
+    private_openssh: String,
+    public_openssh: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("public", &self.public_openssh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    /// The private key, for authentication.
+    pub fn private(&self) -> Arc<PrivateKey> {
+        Arc::clone(&self.private)
+    }
+
+    /// The public key, for pinning.
+    pub fn public(&self) -> PublicKey {
+        self.private.public_key().clone()
+    }
+
+    /// The public key as an OpenSSH line.
+    pub fn public_openssh(&self) -> &str {
+        &self.public_openssh
+    }
+
+    fn generate(comment: &str) -> Result<KeyPair, KeyError> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
+        let pair = Ed25519Keypair::from_seed(&seed);
+        let key = PrivateKey::new(pair.into(), comment)
+            .map_err(|e| KeyError::Random(format!("building the key: {e}")))?;
+        Self::from_key(key, Path::new("(generated)"))
+    }
+
+    fn from_key(key: PrivateKey, path: &Path) -> Result<KeyPair, KeyError> {
+        let invalid = |reason: String| KeyError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if key.algorithm() != russh::keys::ssh_key::Algorithm::Ed25519 {
+            return Err(invalid(format!("algorithm is {}", key.algorithm())));
+        }
+        if key.is_encrypted() {
+            return Err(invalid("it is encrypted".into()));
+        }
+        let private_openssh = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| invalid(e.to_string()))?
+            .to_string();
+        let public_openssh = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(KeyPair {
+            private: Arc::new(key),
+            private_openssh,
+            public_openssh,
+        })
+    }
+
+    fn load(path: &Path) -> Result<Option<KeyPair>, KeyError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(KeyError::Io {
+                    action: "reading",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_key(key, path).map(Some)
+    }
+}
+
+/// Every managed key of a cluster, and which of them are new (not yet on disk).
+#[derive(Debug, Clone)]
+pub struct LoadedKeys {
+    store: KeyStore,
+    /// The operator key.
+    pub operator: KeyPair,
+    /// Host keys by node name.
+    pub hosts: BTreeMap<String, KeyPair>,
+    new_operator: bool,
+    new_hosts: Vec<String>,
+}
+
+impl KeyStore {
+    /// The keys directory `dir` (conventionally `<asset_dir>/keys`).
+    pub fn new(dir: impl Into<PathBuf>) -> KeyStore {
+        KeyStore { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `keys/operator_ed25519`.
+    pub fn operator_path(&self) -> PathBuf {
+        self.dir.join(OPERATOR_KEY)
+    }
+
+    /// `keys/hosts/<node>/ssh_host_ed25519_key`.
+    pub fn host_path(&self, node: &str) -> PathBuf {
+        self.dir.join("hosts").join(node).join(HOST_KEY)
+    }
+
+    /// Loads the operator key and the host keys of `nodes`, generating (in memory only) any
+    /// that are missing. Nothing is written; see [`LoadedKeys::persist`].
+    pub fn load_or_generate<'a>(
+        &self,
+        cluster_name: &str,
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<LoadedKeys, KeyError> {
+        let (operator, new_operator) = match KeyPair::load(&self.operator_path())? {
+            Some(k) => (k, false),
+            None => (
+                KeyPair::generate(&format!("roundhouse-operator@{cluster_name}"))?,
+                true,
+            ),
+        };
+        let mut hosts = BTreeMap::new();
+        let mut new_hosts = Vec::new();
+        for node in nodes {
+            let key = match KeyPair::load(&self.host_path(node))? {
+                Some(k) => k,
+                None => {
+                    new_hosts.push(node.to_string());
+                    KeyPair::generate(&format!("root@{node}"))?
+                }
+            };
+            hosts.insert(node.to_string(), key);
+        }
+        Ok(LoadedKeys {
+            store: self.clone(),
+            operator,
+            hosts,
+            new_operator,
+            new_hosts,
+        })
+    }
+}
+
+impl LoadedKeys {
+    /// The keys as rendering needs them.
+    pub fn managed(&self) -> ManagedKeys {
+        ManagedKeys {
+            operator_public: Some(self.operator.public_openssh.clone()),
+            host_keys: self
+                .hosts
+                .iter()
+                .map(|(name, k)| {
+                    (
+                        name.clone(),
+                        HostKey {
+                            private_openssh: k.private_openssh.clone(),
+                            public_openssh: k.public_openssh.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether some key exists only in memory.
+    pub fn has_new(&self) -> bool {
+        self.new_operator || !self.new_hosts.is_empty()
+    }
+
+    /// Writes the keys generated by [`KeyStore::load_or_generate`]: private halves 0600,
+    /// public halves 0644, each written to a temporary file, synced and renamed into place so
+    /// a crash never leaves half a key. Existing keys are never overwritten.
+    pub fn persist(&mut self) -> Result<(), KeyError> {
+        if self.new_operator {
+            write_pair(&self.store.operator_path(), &self.operator)?;
+            self.new_operator = false;
+        }
+        for node in std::mem::take(&mut self.new_hosts) {
+            if let Some(k) = self.hosts.get(&node) {
+                write_pair(&self.store.host_path(&node), k)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_pair(path: &Path, key: &KeyPair) -> Result<(), KeyError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+        action: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    // Public half first: a private key without its .pub is still complete, the reverse is not.
+    write_atomic(
+        Path::new(&public),
+        format!("{}\n", key.public_openssh.trim_end()).as_bytes(),
+        0o644,
+    )?;
+    write_atomic(path, key.private_openssh.as_bytes(), 0o600)
+}
+
+/// Writes `bytes` to `path` atomically with `mode`: temp file beside it, fsync, rename, fsync
+/// of the directory. Refuses to replace an existing file (keys are never rotated silently).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    let io = |action, source| KeyError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
+    // The umask may have narrowed the mode; set it exactly.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io("setting permissions of", e))?;
+    f.write_all(bytes).map_err(|e| io("writing", e))?;
+    f.sync_all().map_err(|e| io("syncing", e))?;
+    drop(f);
+    // hard_link fails if the target exists: no silent replacement of a key.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(|e| io("writing", e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_persisted_once_and_reloaded_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path().join("keys"));
+        let mut first = store.load_or_generate("c", ["n1", "n2"]).unwrap();
+        assert!(first.has_new());
+        assert!(!store.operator_path().exists(), "load writes nothing");
+        first.persist().unwrap();
+        assert!(!first.has_new());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.operator_path()), 0o600);
+        assert_eq!(mode(&store.host_path("n1")), 0o600);
+        let mut pubp = store.host_path("n1").into_os_string();
+        pubp.push(".pub");
+        assert_eq!(mode(Path::new(&pubp)), 0o644);
+
+        let again = store.load_or_generate("c", ["n1", "n2", "n3"]).unwrap();
+        assert_eq!(again.new_hosts, vec!["n3".to_string()]);
+        assert!(!again.new_operator);
+        assert_eq!(
+            again.managed().host_keys["n1"],
+            first.managed().host_keys["n1"]
+        );
+        assert_eq!(again.operator.public_openssh, first.operator.public_openssh);
+        assert_ne!(
+            again.managed().host_keys["n1"].public_openssh,
+            again.managed().host_keys["n2"].public_openssh
+        );
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_an_error_not_a_new_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path());
+        std::fs::write(store.operator_path(), "not a key").unwrap();
+        let err = store.load_or_generate("c", ["n1"]).unwrap_err();
+        assert!(matches!(err, KeyError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn existing_files_are_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("k");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        assert!(write_atomic(&p, b"two", 0o600).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+    }
+}
