@@ -1,3 +1,7 @@
+variable "sysctls" {
+  default = "vm.max_map_count=262144"
+}
+
 cluster {
   name             = "lab"
   asset_dir        = "assets"
@@ -7,9 +11,14 @@ cluster {
     <<-EOT
     variant: flatcar
     version: 1.0.0
-    %{ if true }
-    storage: {}
-    %{ endif }
+    storage:
+      files:
+        - path: /etc/sysctl.d/90-lab.conf
+          contents:
+            inline: |
+              %{ for s in var.sysctls ~}
+              ${s}
+              %{ endfor ~}
     EOT
   ]
 }

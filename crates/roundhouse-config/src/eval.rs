@@ -12,7 +12,9 @@ use hcl::edit::Span as _;
 use hcl::edit::expr::{
     BinaryOperator, Expression, FuncCall, ObjectKey, Traversal, TraversalOperator, UnaryOperator,
 };
-use hcl::edit::template::{Directive, Element, HeredocTemplate, Interpolation, Template};
+use hcl::edit::template::{
+    Directive, Element, ForTemplateExpr, HeredocTemplate, Interpolation, Strip, Template,
+};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::model::SnippetOrigin;
@@ -214,6 +216,19 @@ pub(crate) struct Scope<'a> {
     pub src: &'a Source,
     /// `None` where variables may not be referenced (defaults and var files, as in Terraform).
     pub vars: Option<&'a Vars>,
+    /// Names bound by `%{ for }` directives around the expression, innermost last.
+    pub locals: &'a [(String, Value)],
+}
+
+impl<'a> Scope<'a> {
+    /// A scope without template locals.
+    pub fn new(src: &'a Source, vars: Option<&'a Vars>) -> Scope<'a> {
+        Scope {
+            src,
+            vars,
+            locals: &[],
+        }
+    }
 }
 
 /// Variables resolved so far.
@@ -353,6 +368,9 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
         Expression::Parenthesis(inner) => return eval(inner.inner(), scope, sink),
         Expression::Variable(ident) => {
             let name = ident.value().as_str();
+            if let Some((_, v)) = scope.locals.iter().rev().find(|(n, _)| n == name) {
+                return Some(v.clone().respan(&span));
+            }
             if name == "var" {
                 let vars = vars_or_report(scope, &span, sink)?;
                 Kind::Object(
@@ -1012,16 +1030,52 @@ fn format(
 }
 
 /// A template as HCL's parser sees it before building the expression tree: literal text (one
-/// token per line in heredocs), interpolations and directives. Strip markers and `<<-`
-/// indentation removal work on these tokens, so they behave exactly as in HCL.
+/// token per line in heredocs), interpolations and directive tags. Strip markers and `<<-`
+/// indentation removal work on this flat sequence, so they behave exactly as in HCL, also
+/// inside `%{ if }` and `%{ for }`.
 enum Tok<'a> {
     Lit(String),
     Interp(&'a Interpolation),
-    Directive(&'a Directive),
+    If(&'a Expression, Strip),
+    Else(Strip),
+    EndIf(Strip),
+    For(&'a ForTemplateExpr),
+    EndFor(Strip),
+}
+
+impl Tok<'_> {
+    fn strip(&self) -> Strip {
+        match self {
+            Tok::Lit(_) => Strip::None,
+            Tok::Interp(i) => i.strip,
+            Tok::For(f) => f.strip,
+            Tok::If(_, strip) | Tok::Else(strip) | Tok::EndIf(strip) | Tok::EndFor(strip) => *strip,
+        }
+    }
 }
 
 fn tokens<'a>(template: &'a Template, src: &Source, heredoc: bool) -> Vec<Tok<'a>> {
     let mut toks = Vec::new();
+    flatten(template, src, heredoc, &mut toks);
+    // `${~ x}` trims the whitespace of the token before, `${x ~}` of the token after; in a
+    // heredoc that reaches at most to the end of the line. Directive tags strip the same way.
+    for i in 0..toks.len() {
+        let strip = toks[i].strip();
+        if strip.strip_start()
+            && let Some(Tok::Lit(before)) = i.checked_sub(1).and_then(|j| toks.get_mut(j))
+        {
+            before.truncate(before.trim_end().len());
+        }
+        if strip.strip_end()
+            && let Some(Tok::Lit(after)) = toks.get_mut(i + 1)
+        {
+            *after = after.trim_start().to_string();
+        }
+    }
+    toks
+}
+
+fn flatten<'a>(template: &'a Template, src: &Source, heredoc: bool, toks: &mut Vec<Tok<'a>>) {
     // Consecutive literal elements are one stretch of text; heredoc text is cut into lines.
     let mut text = String::new();
     let flush_text = |text: &mut String, toks: &mut Vec<Tok<'a>>| {
@@ -1048,34 +1102,31 @@ fn tokens<'a>(template: &'a Template, src: &Source, heredoc: bool) -> Vec<Tok<'a
             },
             Element::Literal(lit) => text.push_str(lit.value()),
             Element::Interpolation(interp) => {
-                flush_text(&mut text, &mut toks);
+                flush_text(&mut text, toks);
                 toks.push(Tok::Interp(interp));
             }
             Element::Directive(d) => {
-                flush_text(&mut text, &mut toks);
-                toks.push(Tok::Directive(d));
+                flush_text(&mut text, toks);
+                match d.as_ref() {
+                    Directive::If(d) => {
+                        toks.push(Tok::If(&d.if_expr.cond_expr, d.if_expr.strip));
+                        flatten(&d.if_expr.template, src, heredoc, toks);
+                        if let Some(e) = &d.else_expr {
+                            toks.push(Tok::Else(e.strip));
+                            flatten(&e.template, src, heredoc, toks);
+                        }
+                        toks.push(Tok::EndIf(d.endif_expr.strip));
+                    }
+                    Directive::For(d) => {
+                        toks.push(Tok::For(&d.for_expr));
+                        flatten(&d.for_expr.template, src, heredoc, toks);
+                        toks.push(Tok::EndFor(d.endfor_expr.strip));
+                    }
+                }
             }
         }
     }
-    flush_text(&mut text, &mut toks);
-    // `${~ x}` trims the whitespace of the token before, `${x ~}` of the token after; in a
-    // heredoc that reaches at most to the end of the line.
-    for i in 0..toks.len() {
-        let Tok::Interp(interp) = toks[i] else {
-            continue;
-        };
-        if interp.strip.strip_start()
-            && let Some(Tok::Lit(before)) = i.checked_sub(1).and_then(|j| toks.get_mut(j))
-        {
-            before.truncate(before.trim_end().len());
-        }
-        if interp.strip.strip_end()
-            && let Some(Tok::Lit(after)) = toks.get_mut(i + 1)
-        {
-            *after = after.trim_start().to_string();
-        }
-    }
-    toks
+    flush_text(&mut text, toks);
 }
 
 fn eval_heredoc(
@@ -1112,7 +1163,7 @@ fn flush(toks: &mut [Tok<'_>]) {
                         s[..s.len() - trimmed.len()].chars().count()
                     }
                 }
-                Tok::Interp(_) | Tok::Directive(_) => 0,
+                _ => 0,
             };
             min = min.min(spaces);
         }
@@ -1134,13 +1185,33 @@ fn flush(toks: &mut [Tok<'_>]) {
 }
 
 fn render(toks: &[Tok<'_>], scope: &Scope<'_>, sink: &mut Sink) -> Option<String> {
-    let src = scope.src;
     let mut out = String::new();
+    let mut pos = 0;
+    let ok = render_until(toks, &mut pos, scope, sink, &mut out);
+    ok.then_some(out)
+}
+
+/// Renders tokens from `pos` up to the `%{ else }`, `%{ endif }` or `%{ endfor }` that closes
+/// the enclosing directive (or the end), leaving `pos` on that tag. The sequence comes from a
+/// parsed tree, so tags are always balanced. Returns whether everything evaluated.
+fn render_until(
+    toks: &[Tok<'_>],
+    pos: &mut usize,
+    scope: &Scope<'_>,
+    sink: &mut Sink,
+    out: &mut String,
+) -> bool {
+    let src = scope.src;
     let mut ok = true;
-    for tok in toks {
+    while let Some(tok) = toks.get(*pos) {
         match tok {
-            Tok::Lit(s) => out.push_str(s),
+            Tok::Else(_) | Tok::EndIf(_) | Tok::EndFor(_) => return ok,
+            Tok::Lit(s) => {
+                out.push_str(s);
+                *pos += 1;
+            }
             Tok::Interp(interp) => {
+                *pos += 1;
                 let Some(v) = eval(&interp.expr, scope, sink) else {
                     ok = false;
                     continue;
@@ -1155,7 +1226,8 @@ fn render(toks: &[Tok<'_>], scope: &Scope<'_>, sink: &mut Sink) -> Option<String
                         )
                         .help = Some(match v.kind {
                             Kind::List(_) => {
-                                "use join(\", \", ...) to turn a list into a string".into()
+                                "use join(\", \", ...) to turn a list into a string, or %{ for }"
+                                    .into()
                             }
                             _ => "only strings, numbers and bools can be interpolated".into(),
                         });
@@ -1163,22 +1235,136 @@ fn render(toks: &[Tok<'_>], scope: &Scope<'_>, sink: &mut Sink) -> Option<String
                     }
                 }
             }
-            Tok::Directive(d) => {
-                let span = match d {
-                    Directive::If(d) => span_of(d),
-                    Directive::For(d) => span_of(d),
+            Tok::If(cond, _) => {
+                *pos += 1;
+                let chosen = match eval(cond, scope, sink) {
+                    Some(c) => match to_bool(&c) {
+                        Some(b) => Some(b),
+                        None => {
+                            sink.error(
+                                src,
+                                &c.span,
+                                format!("`%{{ if }}` needs a bool, found {}", c.kind.describe()),
+                            );
+                            None
+                        }
+                    },
+                    None => None,
                 };
-                sink.error(
-                    src,
-                    &span,
-                    "template directives (`%{ if }`, `%{ for }`) are not supported in cluster files",
-                )
-                .help = Some("to write a literal `%{`, escape it as `%%{`".into());
-                ok = false;
+                ok &= chosen.is_some();
+                // Both branches are walked so that `pos` ends after `%{ endif }`; only the
+                // chosen one writes output (and reports errors).
+                let mut branch = String::new();
+                if chosen == Some(true) {
+                    ok &= render_until(toks, pos, scope, sink, &mut branch);
+                } else {
+                    skip_until_close(toks, pos);
+                }
+                if let Some(Tok::Else(_)) = toks.get(*pos) {
+                    *pos += 1;
+                    if chosen == Some(false) {
+                        ok &= render_until(toks, pos, scope, sink, &mut branch);
+                    } else {
+                        skip_until_close(toks, pos);
+                    }
+                }
+                out.push_str(&branch);
+                *pos += 1; // `%{ endif }`
+            }
+            Tok::For(f) => {
+                *pos += 1;
+                let body_start = *pos;
+                skip_until_close(toks, pos);
+                let body_end = *pos;
+                *pos += 1; // `%{ endfor }`
+                let Some(coll) = eval(&f.collection_expr, scope, sink) else {
+                    ok = false;
+                    continue;
+                };
+                let items: Vec<(Value, Value)> = match &coll.kind {
+                    Kind::List(items) => items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            let key = Value {
+                                kind: Kind::Number(i as f64),
+                                span: coll.span.clone(),
+                            };
+                            (key, v.clone())
+                        })
+                        .collect(),
+                    Kind::Object(fields) => fields
+                        .iter()
+                        .map(|(k, v)| {
+                            let key = Value {
+                                kind: Kind::String(k.clone(), at_line(src, coll.span.start)),
+                                span: coll.span.clone(),
+                            };
+                            (key, v.clone())
+                        })
+                        .collect(),
+                    other => {
+                        let d = sink.error(
+                            src,
+                            &coll.span,
+                            format!(
+                                "`%{{ for }}` needs a list or object, found {}",
+                                other.type_name()
+                            ),
+                        );
+                        if matches!(other, Kind::String(..)) {
+                            d.help = Some("to loop over one value, put it in a list: [...]".into());
+                        }
+                        ok = false;
+                        continue;
+                    }
+                };
+                let body = &toks[body_start..body_end];
+                for (key, value) in items {
+                    let mut locals = scope.locals.to_vec();
+                    if let Some(k) = &f.key_var {
+                        locals.push((k.value().to_string(), key));
+                    }
+                    locals.push((f.value_var.value().to_string(), value));
+                    let inner = Scope {
+                        src,
+                        vars: scope.vars,
+                        locals: &locals,
+                    };
+                    let mut at = 0;
+                    if !render_until(body, &mut at, &inner, sink, out) {
+                        // The same error would repeat for every element.
+                        ok = false;
+                        break;
+                    }
+                }
             }
         }
     }
-    ok.then_some(out)
+    ok
+}
+
+fn at_line(src: &Source, offset: usize) -> SnippetOrigin {
+    SnippetOrigin::Inline {
+        file: src.path.clone(),
+        line: src.line_of(offset),
+    }
+}
+
+/// Moves `pos` past nested directives to the `%{ else }`, `%{ endif }` or `%{ endfor }` that
+/// closes the current one.
+fn skip_until_close(toks: &[Tok<'_>], pos: &mut usize) {
+    let mut depth = 0usize;
+    while let Some(tok) = toks.get(*pos) {
+        match tok {
+            Tok::If(..) | Tok::For(_) => depth += 1,
+            Tok::Else(_) if depth == 0 => return,
+            Tok::EndIf(_) | Tok::EndFor(_) if depth == 0 => return,
+            Tok::EndIf(_) | Tok::EndFor(_) => depth -= 1,
+            _ => {}
+        }
+        *pos += 1;
+    }
 }
 
 #[cfg(test)]
@@ -1190,7 +1376,7 @@ mod tests {
         let body = hcl::edit::parser::parse_body(text).expect("test input parses");
         let attr = body.attributes().next().expect("one attribute");
         let mut sink = Sink::default();
-        let scope = Scope { src: &src, vars };
+        let scope = Scope::new(&src, vars);
         let v = eval(&attr.value, &scope, &mut sink);
         (v, sink.diags)
     }
@@ -1356,9 +1542,53 @@ mod tests {
     }
 
     #[test]
-    fn directives_are_rejected_not_ignored() {
-        let (v, d) = eval_src("x = \"%{ if true }a%{ endif }\"", None);
+    fn directives() {
+        let mut vars = Vars::default();
+        let list = |items: &[&str]| Value {
+            kind: Kind::List(
+                items
+                    .iter()
+                    .map(|s| Value {
+                        kind: Kind::String(s.to_string(), SnippetOrigin::File("v".into())),
+                        span: 0..0,
+                    })
+                    .collect(),
+            ),
+            span: 0..0,
+        };
+        vars.values.insert("keys".into(), list(&["a", "b"]));
+        // Terraform's documented pair (hashicorp/terraform#23710): `~` on `%{ endfor }` keeps
+        // the flush heredoc working...
+        let text = "x = <<-EOT\n    %{ for i, k in var.keys }\n    ${i}=${k}\n    %{ endfor ~}\n    %{ if length(var.keys) > 1 }many%{ else }one%{ endif }\n    EOT\n";
+        let (v, d) = eval_src(text, Some(&vars));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            v.expect("value").as_string().as_deref(),
+            // `endfor ~` ate the newline before the `if` line too, so that line keeps its indent.
+            Some("\n0=a\n\n1=b\n    many\n")
+        );
+        // ...while `~` on `%{ for }` eats the newline that made the next line a line, so its
+        // indentation stays, exactly as in Terraform.
+        let text = "x = <<-EOT\n    %{ for k in var.keys ~}\n    ${k}\n    %{ endfor }\n    EOT\n";
+        let (v, d) = eval_src(text, Some(&vars));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            v.expect("value").as_string().as_deref(),
+            Some("    a\n    b\n\n")
+        );
+        let (v, d) = eval_src("x = \"%{ if false }a%{ else }b%{ endif }\"", None);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(v.expect("value").as_string().as_deref(), Some("b"));
+        let (v, d) = eval_src("x = \"%{ for x in 3 }${x}%{ endfor }\"", None);
         assert!(v.is_none());
-        assert!(d[0].message.contains("template directives"));
+        assert_eq!(
+            d[0].message,
+            "`%{ for }` needs a list or object, found number"
+        );
+        let (_, d) = eval_src("x = \"%{ if \"maybe\" }a%{ endif }\"", None);
+        assert_eq!(
+            d[0].message,
+            "`%{ if }` needs a bool, found string \"maybe\""
+        );
     }
 }

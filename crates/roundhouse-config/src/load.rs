@@ -175,10 +175,7 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
     }
 
     let vars = resolve_variables(&variables, src, options, sink);
-    let scope = || Scope {
-        src,
-        vars: Some(&vars),
-    };
+    let scope = || Scope::new(src, Some(&vars));
 
     let cluster_block = match clusters.as_slice() {
         [] => {

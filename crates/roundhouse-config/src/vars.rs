@@ -61,7 +61,7 @@ pub(crate) fn resolve_variables(
             sink,
         );
         let mut r = Reader {
-            scope: Scope { src, vars: None },
+            scope: Scope::new(src, None),
             sink: &mut *sink,
         };
         r.string(&f, "description");
@@ -147,10 +147,7 @@ pub(crate) fn resolve_variables(
                 d.help = did_you_mean(&name, &declared).map(|c| format!("did you mean `{c}`?"));
                 continue;
             }
-            let scope = Scope {
-                src: &vsrc,
-                vars: None,
-            };
+            let scope = Scope::new(&vsrc, None);
             let v = eval(&attr.value, &scope, sink);
             overrides.insert(name, v);
         }
@@ -225,14 +222,7 @@ fn cli_value(text: &str, default: Option<&Value>, origin: &str, sink: &mut Sink)
             return None;
         }
     };
-    eval(
-        &expr,
-        &Scope {
-            src: &vsrc,
-            vars: None,
-        },
-        sink,
-    )
+    eval(&expr, &Scope::new(&vsrc, None), sink)
 }
 
 fn is_identifier(s: &str) -> bool {

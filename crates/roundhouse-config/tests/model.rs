@@ -344,3 +344,18 @@ fn byte_order_mark_and_crlf_are_accepted() {
     assert_eq!(c.name, "lab");
     assert_eq!(c.nodes[0].domain, "n1.lab.example");
 }
+
+/// The directive example of docs/cluster-file.md renders clean YAML.
+#[test]
+fn documented_for_directive_example() {
+    let snippet = "  snippets = [\n    <<-EOT\n    variant: flatcar\n    version: 1.0.0\n    storage:\n      files:\n        - path: /etc/sysctl.d/90-site.conf\n          contents:\n            inline: |\n              %{ for s in var.sysctls }${s}\n              %{ endfor }\n    EOT\n  ]";
+    let text = format!(
+        "variable \"sysctls\" {{\n  default = [\"vm.max_map_count=262144\", \"fs.inotify.max_user_watches=524288\"]\n}}\n{}",
+        minimal(snippet, NODE)
+    );
+    let c = ok(&text);
+    assert_eq!(
+        c.snippets[0].text,
+        "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/sysctl.d/90-site.conf\n      contents:\n        inline: |\n          vm.max_map_count=262144\n          fs.inotify.max_user_watches=524288\n          \n"
+    );
+}
