@@ -90,6 +90,15 @@ const TOKENS: &[&str] = &[
     "\r\n",
     "ssh_pubkeys = [\"ssh-ed25519 AAAA\"]\n",
     "boot_server_http = \"http://h\"\n",
+    "%{ if true }",
+    "%{ if var.v ~}",
+    "%{~ else }",
+    "%{ endif }",
+    "%{ for k, v in var.v }",
+    "%{ for x in [1, 2] ~}",
+    "%{ endfor }",
+    "${x}",
+    "${~ x ~}",
 ];
 
 proptest! {
