@@ -1591,4 +1591,48 @@ mod tests {
             "`%{ if }` needs a bool, found string \"maybe\""
         );
     }
+
+    const PIECES: &[&str] = &[
+        "  ",
+        "    ",
+        "\t",
+        "\n",
+        "a",
+        "${1}",
+        "${~ 2}",
+        "${3 ~}",
+        "%{ if true }",
+        "%{~ else ~}",
+        "%{ endif }",
+        "%{ for x in [1, 2] }",
+        "%{ for k, v in {a = 1} ~}",
+        "%{ endfor }",
+        "${x}",
+        "$${",
+        "%%{",
+    ];
+
+    proptest::proptest! {
+        /// Any template that parses evaluates without panicking, in all three forms, and a
+        /// failure is never silent.
+        #[test]
+        fn templates_never_panic(picks in proptest::collection::vec(0..PIECES.len(), 0..30)) {
+            let body: String = picks.iter().map(|&i| PIECES[i]).collect();
+            for text in [
+                format!("x = <<-EOT\n{body}\nEOT\n"),
+                format!("x = <<EOT\n{body}\nEOT\n"),
+                format!("x = \"{}\"\n", body.replace('\n', "\\n")),
+            ] {
+                if let Ok(body) = hcl::edit::parser::parse_body(&text)
+                    && let Some(attr) = body.attributes().next()
+                {
+                    let src = Source::new(PathBuf::from("t.hcl"), text.clone());
+                    let mut sink = Sink::default();
+                    let v = eval(&attr.value, &Scope::new(&src, None), &mut sink);
+                    // A failure always comes with its reason.
+                    proptest::prop_assert!(v.is_some() || !sink.diags.is_empty(), "{text}");
+                }
+            }
+        }
+    }
 }
