@@ -250,3 +250,11 @@ fn metadata_structures() {
         assert_eq!(render(text, &data).as_deref(), Ok(want), "{text}");
     }
 }
+
+#[test]
+fn negative_zero_survives_json() {
+    // Go decodes the JSON number -0 to float64 negative zero and prints "-0".
+    let v: serde_json::Value = serde_json::from_str(r#"{"z": -0, "w": -0.0}"#).unwrap();
+    let t = Template::parse("t", "{{.z}} {{.w}}").unwrap();
+    assert_eq!(t.execute(&v).unwrap(), "-0 -0");
+}
