@@ -25,6 +25,11 @@ fn options() -> LoadOptions {
 fn check(text: &str) {
     if let Err(diags) = load_str(&example_path(), text, &options()) {
         assert!(!diags.0.is_empty(), "an error without diagnostics");
+        // The loader's fallback for a failure nobody reported must never be needed.
+        assert!(
+            diags.0.iter().all(|d| d.message != "invalid cluster file"),
+            "a failure without its reason for:\n{text}"
+        );
         let rendered = diags.to_string();
         assert!(rendered.starts_with("error: "), "{rendered}");
     }
