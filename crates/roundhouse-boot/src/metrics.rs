@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The routes requests are counted by: a closed set, so label cardinality stays fixed.
@@ -120,7 +120,7 @@ struct RouteStats {
 #[derive(Default)]
 pub struct Metrics {
     routes: [RouteStats; ROUTES.len()],
-    configs: Mutex<HashMap<(Route, String), u64>>,
+    configs: Mutex<HashMap<Route, HashMap<Arc<str>, u64>>>,
     configs_other: AtomicU64,
     /// Successful data directory loads.
     pub loads_ok: AtomicU64,
@@ -179,13 +179,16 @@ impl Metrics {
     }
 
     /// Counts one config served with its digest.
-    pub fn config_served(&self, route: Route, digest: &str) {
+    pub fn config_served(&self, route: Route, digest: &Arc<str>) {
         let mut configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (route, digest.to_string());
-        if let Some(n) = configs.get_mut(&key) {
+        // Looked up by `&str` so the common case (a digest seen before) allocates nothing.
+        if let Some(n) = configs.get_mut(&route).and_then(|m| m.get_mut(&**digest)) {
             *n += 1;
-        } else if configs.len() < MAX_DIGESTS {
-            configs.insert(key, 1);
+            return;
+        }
+        let total: usize = configs.values().map(HashMap::len).sum();
+        if total < MAX_DIGESTS {
+            configs.entry(route).or_default().insert(digest.clone(), 1);
         } else {
             self.configs_other.fetch_add(1, Ordering::Relaxed);
         }
@@ -251,9 +254,12 @@ impl Metrics {
         out.push_str("# HELP roundhouse_boot_configs_served_total Configs and boot scripts served, by route and body digest.\n# TYPE roundhouse_boot_configs_served_total counter\n");
         {
             let configs = self.configs.lock().unwrap_or_else(|p| p.into_inner());
-            let mut rows: Vec<_> = configs.iter().collect();
-            rows.sort_by(|a, b| (a.0.0.as_str(), &a.0.1).cmp(&(b.0.0.as_str(), &b.0.1)));
-            for ((route, digest), n) in rows {
+            let mut rows: Vec<(&Route, &Arc<str>, &u64)> = configs
+                .iter()
+                .flat_map(|(r, m)| m.iter().map(move |(d, n)| (r, d, n)))
+                .collect();
+            rows.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+            for (route, digest, n) in rows {
                 let _ = writeln!(
                     out,
                     "roundhouse_boot_configs_served_total{{route=\"{}\",digest=\"{digest}\"}} {n}",
@@ -351,8 +357,9 @@ mod tests {
         m.observe(Route::Ipxe, 200, Duration::from_micros(300));
         m.observe(Route::Ipxe, 404, Duration::from_millis(3));
         m.observe(Route::Ipxe, 418, Duration::from_secs(5));
-        m.config_served(Route::Ipxe, "sha256:ab");
-        m.config_served(Route::Ipxe, "sha256:ab");
+        let digest: Arc<str> = "sha256:ab".into();
+        m.config_served(Route::Ipxe, &digest);
+        m.config_served(Route::Ipxe, &digest);
         let text = m.render(&Gauges {
             groups: 3,
             ..Gauges::default()
