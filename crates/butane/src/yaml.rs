@@ -85,6 +85,8 @@ enum Frame {
 
 struct Builder<'a> {
     chars: &'a [char],
+    /// Index of the first character of each line.
+    line_starts: Vec<usize>,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
@@ -107,42 +109,34 @@ fn short_tag(t: &yaml_rust2::parser::Tag) -> String {
 }
 
 impl Builder<'_> {
-    /// Moves a marker back onto the indicator that opens the node: go-yaml reports the `-` of
-    /// a block sequence and the `|`/`>` of a block scalar.
-    fn back_to(&self, m: &Marker, want: &[char]) -> Pos {
-        let mut p = to_pos(m);
-        let mut i = m.index().min(self.chars.len());
-        let mut line = p.line;
-        let mut col = p.column;
-        if self.chars.get(i).is_some_and(|c| want.contains(c)) {
-            return p;
+    /// Position of the character at index `i`.
+    fn pos_at(&self, i: usize) -> Pos {
+        let line = self.line_starts.partition_point(|&s| s <= i);
+        let start = self.line_starts[line - 1];
+        Pos {
+            line,
+            column: i - start + 1,
         }
-        // Walk backwards over whitespace (and, for block scalars, header text) to the indicator.
+    }
+
+    /// Moves a marker back onto the indicator that opens the node: go-yaml reports the `-` of
+    /// a block sequence and the `|`/`>` of a block scalar, yaml-rust2 what follows them.
+    fn back_to(&self, m: &Marker, want: char) -> Pos {
+        let mut i = m.index().min(self.chars.len());
+        if self.chars.get(i) == Some(&want) {
+            return self.pos_at(i);
+        }
+        // Block scalar headers may carry chomping and indentation indicators (`|-`, `>+2`).
+        let header = want != '-';
         while i > 0 {
             i -= 1;
             let c = self.chars[i];
-            if c == '\n' {
-                line -= 1;
-                // Column of the character before the newline is unknown here; recompute below.
-                col = 0;
-                continue;
+            if c == want {
+                return self.pos_at(i);
             }
-            col = col.saturating_sub(1);
-            if want.contains(&c) {
-                if col == 0 {
-                    // Count the column from the start of this line.
-                    let start = self.chars[..i]
-                        .iter()
-                        .rposition(|&c| c == '\n')
-                        .map_or(0, |n| n + 1);
-                    col = i - start + 1;
-                }
-                p = Pos { line, column: col };
-                return p;
-            }
-            if !(c.is_whitespace()
-                || (want.contains(&'|') && (c.is_ascii_digit() || c == '+' || c == '-')))
-            {
+            let skippable =
+                c.is_whitespace() || (header && (c.is_ascii_digit() || c == '+' || c == '-'));
+            if !skippable {
                 break;
             }
         }
@@ -157,15 +151,7 @@ impl Builder<'_> {
             i -= 1;
         }
         if i > 0 && matches!(self.chars[i - 1], ':' | '-') {
-            let start = self.chars[..i]
-                .iter()
-                .rposition(|&c| c == '\n')
-                .map_or(0, |n| n + 1);
-            let line = self.chars[..i].iter().filter(|&&c| c == '\n').count() + 1;
-            return Pos {
-                line,
-                column: i - start + 1,
-            };
+            return self.pos_at(i);
         }
         to_pos(m)
     }
@@ -232,8 +218,8 @@ impl MarkedEventReceiver for Builder<'_> {
                         (Style::Plain, self.after_indicator(&mark))
                     }
                     TScalarStyle::Plain => (Style::Plain, to_pos(&mark)),
-                    TScalarStyle::Literal => (Style::Quoted, self.back_to(&mark, &['|'])),
-                    TScalarStyle::Folded => (Style::Quoted, self.back_to(&mark, &['>'])),
+                    TScalarStyle::Literal => (Style::Quoted, self.back_to(&mark, '|')),
+                    TScalarStyle::Folded => (Style::Quoted, self.back_to(&mark, '>')),
                     _ => (Style::Quoted, to_pos(&mark)),
                 };
                 let node = Node {
@@ -261,7 +247,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 let start = if self.chars.get(mark.index()) == Some(&'[') {
                     to_pos(&mark)
                 } else {
-                    self.back_to(&mark, &['-'])
+                    self.back_to(&mark, '-')
                 };
                 self.stack.push(Frame::Seq {
                     start,
@@ -356,8 +342,18 @@ fn expand_merge_keys(entries: Vec<(String, Pos, Node)>) -> Vec<(String, Pos, Nod
 /// Parses the first document of `src`. An empty document gives `Ok(None)`.
 pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
     let chars: Vec<char> = src.chars().collect();
+    let line_starts = std::iter::once(0)
+        .chain(
+            chars
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c == '\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
     let mut b = Builder {
         chars: &chars,
+        line_starts,
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
