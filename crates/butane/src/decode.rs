@@ -342,7 +342,8 @@ impl Decoder {
                     if self.dup_keys(entries) {
                         return None;
                     }
-                    Some(Value::Object(self.decode_struct(entries, s)))
+                    let effective = crate::yaml::expand_merge_keys(entries);
+                    Some(Value::Object(self.decode_struct(&effective, s)))
                 }
                 _ => {
                     self.terror(n, go_type(self.spec, ty));
@@ -421,7 +422,7 @@ fn walk_unused(
     path: &mut Path,
     report: &mut Report,
 ) {
-    let NodeKind::Map(entries) = &node.kind else {
+    let (NodeKind::Map(entries), false) = (&node.kind, node.alias) else {
         report.entries.push(Entry::new(
             Kind::Warning,
             format!(

@@ -194,6 +194,9 @@ fn go_yaml_syntax_error(e: yaml::SyntaxError, input: &str) -> Error {
 fn locate(root: Option<&yaml::Node>, path: &Path) -> Option<yaml::Pos> {
     let mut node = root?;
     for e in &path.0 {
+        if node.alias {
+            break;
+        }
         let next = match (e, &node.kind) {
             (Elem::Field(f), yaml::NodeKind::Map(_)) => node.get(f),
             (Elem::Index(i), yaml::NodeKind::Seq(items)) => items.get(*i),

@@ -33,6 +33,9 @@ pub enum Style {
 pub struct Node {
     /// Where the node starts.
     pub pos: Pos,
+    /// Written as an alias (`*name`): decoded like its anchor, but for positions and unused
+    /// keys a leaf at the alias, as in vcontext's tree.
+    pub alias: bool,
     /// The node's contents.
     pub kind: NodeKind,
 }
@@ -224,6 +227,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 };
                 let node = Node {
                     pos,
+                    alias: false,
                     kind: NodeKind::Scalar {
                         value,
                         style: st,
@@ -233,14 +237,22 @@ impl MarkedEventReceiver for Builder<'_> {
                 self.push_node(node, anchor);
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    pos: to_pos(&mark),
-                    kind: NodeKind::Scalar {
-                        value: String::new(),
-                        style: Style::Plain,
-                        tag: None,
+                let node = match self.anchors.get(&id) {
+                    Some(n) => Node {
+                        pos: to_pos(&mark),
+                        alias: true,
+                        kind: n.kind.clone(),
                     },
-                });
+                    None => Node {
+                        pos: to_pos(&mark),
+                        alias: false,
+                        kind: NodeKind::Scalar {
+                            value: String::new(),
+                            style: Style::Plain,
+                            tag: None,
+                        },
+                    },
+                };
                 self.push_node(node, 0);
             }
             Event::SequenceStart(anchor, _) => {
@@ -272,6 +284,7 @@ impl MarkedEventReceiver for Builder<'_> {
                         } => (
                             Node {
                                 pos: start,
+                                alias: false,
                                 kind: NodeKind::Seq(items),
                             },
                             anchor,
@@ -284,7 +297,8 @@ impl MarkedEventReceiver for Builder<'_> {
                         } => (
                             Node {
                                 pos: start,
-                                kind: NodeKind::Map(expand_merge_keys(entries)),
+                                alias: false,
+                                kind: NodeKind::Map(entries),
                             },
                             anchor,
                         ),
@@ -297,9 +311,11 @@ impl MarkedEventReceiver for Builder<'_> {
     }
 }
 
-/// Applies YAML merge keys (`<<: *anchor`), which go-yaml supports: merged entries come
-/// first and explicit keys override them.
-fn expand_merge_keys(entries: Vec<(String, Pos, Node)>) -> Vec<(String, Pos, Node)> {
+/// Applies YAML merge keys (`<<: *anchor`), which go-yaml honours when decoding: merged
+/// entries come first and explicit keys override them. The tree itself keeps the `<<` entry,
+/// as vcontext's does (so it counts as an unused key).
+pub fn expand_merge_keys(entries: &[(String, Pos, Node)]) -> Vec<(String, Pos, Node)> {
+    let entries = entries.to_vec();
     if !entries.iter().any(|(k, _, _)| k == "<<") {
         return entries;
     }
@@ -464,8 +480,12 @@ mod tests {
         let y = root.get("y").unwrap();
         match &y.kind {
             NodeKind::Map(e) => {
-                let keys: Vec<&str> = e.iter().map(|(k, _, _)| k.as_str()).collect();
+                let raw: Vec<&str> = e.iter().map(|(k, _, _)| k.as_str()).collect();
+                assert_eq!(raw, ["<<", "q"]);
+                let merged = expand_merge_keys(e);
+                let keys: Vec<&str> = merged.iter().map(|(k, _, _)| k.as_str()).collect();
                 assert_eq!(keys, ["p", "q"]);
+                assert!(y.get("<<").unwrap().alias);
             }
             _ => panic!("not a map"),
         }
