@@ -28,6 +28,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Render(cmd::render::RenderArgs),
+    Plan(cmd::plan::PlanArgs),
+    Apply(cmd::apply::ApplyArgs),
+    Status(cmd::status::StatusArgs),
+    Recreate(cmd::recreate::RecreateArgs),
+    ImportLokomotive(cmd::import::ImportArgs),
     Serve(cmd::serve::ServeArgs),
     Butane(cmd::butane::ButaneArgs),
 }
@@ -36,13 +41,22 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     let result = match cli.command {
         Command::Render(args) => cmd::render::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::Recreate(args) => cmd::recreate::run(args),
+        Command::ImportLokomotive(args) => cmd::import::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Butane(args) => cmd::butane::run(args),
     };

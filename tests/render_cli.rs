@@ -9,12 +9,32 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs roundhouse. `render` gets a private copy of the fixture SSH keys (tests/fixture-keys)
+/// unless the caller passes `--keys-dir`, so output is deterministic and nothing is written
+/// into the example's asset directory.
 fn roundhouse(args: &[&str]) -> Output {
+    let keys = tempfile::tempdir().unwrap();
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture-keys"),
+        keys.path(),
+    );
+    let keys_arg = keys.path().to_str().unwrap().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    if args.first() == Some(&"render") && !args.contains(&"--keys-dir") {
+        all.extend(["--keys-dir", keys_arg.as_str()]);
+    }
     Command::new(env!("CARGO_BIN_EXE_roundhouse"))
-        .args(args)
+        .args(&all)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("running roundhouse")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for rel in files_under(from) {
+        fs::create_dir_all(to.join(&rel).parent().unwrap()).unwrap();
+        fs::copy(from.join(&rel), to.join(&rel)).unwrap();
+    }
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -63,7 +83,10 @@ fn example_matches_golden_files() {
     }
     let want = files_under(&golden);
     let got = files_under(&out);
-    assert_eq!(got, want, "rendered file set differs from tests/golden/mercury");
+    assert_eq!(
+        got, want,
+        "rendered file set differs from tests/golden/mercury"
+    );
     for rel in want {
         let a = fs::read_to_string(out.join(&rel)).unwrap();
         let b = fs::read_to_string(golden.join(&rel)).unwrap();
@@ -186,11 +209,20 @@ fn check_malformed_dir(sub: &str) -> usize {
             .unwrap_or_else(|_| panic!("{rel} has no .stderr file"));
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
-        let result = roundhouse(&["render", &rel, "--out", out.to_str().unwrap()]);
+        let keys = tmp.path().join("keys");
+        let result = roundhouse(&[
+            "render",
+            &rel,
+            "--out",
+            out.to_str().unwrap(),
+            "--keys-dir",
+            keys.to_str().unwrap(),
+        ]);
         assert_eq!(result.status.code(), Some(65), "{rel}: exit code");
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert_eq!(stderr.trim_end(), expected.trim_end(), "{rel}: diagnostics");
         assert!(!out.exists(), "{rel}: output directory was created");
+        assert!(!keys.exists(), "{rel}: SSH keys were generated");
         assert_eq!(
             fs::read_dir(tmp.path()).unwrap().count(),
             0,

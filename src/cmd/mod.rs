@@ -1,6 +1,11 @@
 //! One module per command; `main` only parses and dispatches.
 
+pub mod apply;
 pub mod butane;
 pub mod common;
+pub mod import;
+pub mod plan;
+pub mod recreate;
 pub mod render;
 pub mod serve;
+pub mod status;

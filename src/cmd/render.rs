@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use roundhouse_render::{Item, RenderOptions};
+use roundhouse_render::Item;
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
 use crate::exit::Exit;
@@ -15,6 +15,11 @@ use crate::exit::Exit;
 /// that `roundhouse serve` or matchbox itself serves unchanged. The directory is replaced as a
 /// whole; a directory that roundhouse did not write is never overwritten. With --node, prints
 /// one rendered item instead and writes nothing.
+///
+/// Each node's final config includes the SSH host key roundhouse manages for it, and user
+/// core's keys include roundhouse's operator key; both are generated under <asset_dir>/keys
+/// on first use (also with --node) and reused after, so this output equals what `apply`
+/// publishes.
 ///
 /// Nothing is written when the cluster file or a snippet is invalid: the errors name file,
 /// line and column, and the exit code is 65.
@@ -39,6 +44,9 @@ pub struct RenderArgs {
     /// Treat Butane warnings in snippets as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Directory of the SSH keys roundhouse manages. [default: <asset_dir>/keys]
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: Option<PathBuf>,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
@@ -52,17 +60,8 @@ pub enum What {
 }
 
 pub fn run(args: RenderArgs) -> anyhow::Result<()> {
-    let cluster = args.config.load()?;
-    let rendered = roundhouse_render::render_cluster(
-        &cluster,
-        &RenderOptions {
-            strict: args.strict,
-        },
-    )
-    .map_err(Exit::invalid)?;
-    for warning in &rendered.warnings {
-        eprintln!("{warning}\n");
-    }
+    let prepared = crate::cmd::plan::prepare(&args.config, args.keys_dir.clone(), args.strict)?;
+    let (cluster, rendered) = (prepared.cluster, prepared.rendered);
 
     if let Some(name) = &args.node {
         let Some(node) = rendered.nodes.iter().find(|n| &n.name == name) else {

@@ -12,6 +12,7 @@ mod installer;
 mod output;
 mod snippets;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bootdata::{Boot, Group, Mac, Profile};
@@ -19,13 +20,57 @@ use roundhouse_config::{Cluster, Diagnostic, Diagnostics, Node, Role};
 use serde_json::{Value, json};
 
 pub use digest::{Digest, canonical_json};
-pub use output::{Manifest, ManifestNode, write_matchbox_dir};
+pub use installer::{linux_append, linux_console};
+pub use output::{MANIFEST_FILE, Manifest, ManifestNode, WriteError, write_matchbox_dir};
 
 /// Rendering settings.
 #[derive(Debug, Clone, Default)]
 pub struct RenderOptions {
     /// Treat Butane warnings in snippets as errors (`--strict`).
     pub strict: bool,
+    /// SSH keys roundhouse manages for the cluster. Loaded (or generated) by the caller, so
+    /// rendering stays pure and `render` and `apply` produce the same bytes.
+    pub keys: ManagedKeys,
+}
+
+/// The SSH keys roundhouse manages: the operator key it connects with, and one host key per
+/// node that the node's final config installs and the executor pins.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ManagedKeys {
+    /// The operator key's public half (`ssh-ed25519 AAAA… comment`), added to user `core`'s
+    /// authorized keys after the cluster's `ssh_pubkeys`.
+    pub operator_public: Option<String>,
+    /// Host keys by node name. A node without an entry keeps whatever host keys its OS
+    /// generates (and cannot be pinned).
+    pub host_keys: BTreeMap<String, HostKey>,
+}
+
+/// One node's SSH host key (ed25519), in OpenSSH formats.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HostKey {
+    /// The private key file's text (`-----BEGIN OPENSSH PRIVATE KEY-----…`).
+    pub private_openssh: String,
+    /// The public key line (`ssh-ed25519 AAAA… comment`).
+    pub public_openssh: String,
+}
+
+impl std::fmt::Debug for ManagedKeys {
+    /// Lists which keys are present, never their private halves (logs and panics must not
+    /// leak them).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedKeys")
+            .field("operator_public", &self.operator_public)
+            .field("host_keys", &self.host_keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKey")
+            .field("public_openssh", &self.public_openssh)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything rendered for a cluster.
@@ -155,7 +200,7 @@ fn render_with(
 ) -> Result<(RenderedNode, Vec<Diagnostic>), Diagnostics> {
     let mut warnings = Vec::new();
 
-    let mut final_config = base_final_config(cluster, node);
+    let mut final_config = base_final_config(cluster, node, &options.keys);
     for config in &shared.final_configs {
         final_config = snippets::merge(&final_config, config);
     }
@@ -230,12 +275,46 @@ fn render_with(
 
 /// What roundhouse puts into every final config before the user's snippets: a root filesystem
 /// that Ignition wipes (so an in-place re-provision starts from a clean root), the
-/// `/ignition_ran` flag the executor polls for, the hostname, and the operator's SSH keys.
-fn base_final_config(cluster: &Cluster, node: &Node) -> Value {
+/// `/ignition_ran` flag the executor polls for, the hostname, the operator's SSH keys and the
+/// node's managed SSH host key (so the executor can pin it across re-provisions).
+fn base_final_config(cluster: &Cluster, node: &Node, keys: &ManagedKeys) -> Value {
+    let mut authorized = cluster.ssh_pubkeys.clone();
+    if let Some(op) = &keys.operator_public
+        && !authorized.contains(op)
+    {
+        authorized.push(op.clone());
+    }
+    let mut files = vec![
+        json!({
+            "path": "/ignition_ran",
+            "mode": 0o644,
+            "contents": { "source": "data:," }
+        }),
+        json!({
+            "path": "/etc/hostname",
+            "mode": 0o644,
+            "overwrite": true,
+            "contents": { "source": dataurl::encode(format!("{}\n", node.name).as_bytes()) }
+        }),
+    ];
+    if let Some(host) = keys.host_keys.get(&node.name) {
+        files.push(json!({
+            "path": "/etc/ssh/ssh_host_ed25519_key",
+            "mode": 0o600,
+            "overwrite": true,
+            "contents": { "source": dataurl::encode(host.private_openssh.as_bytes()) }
+        }));
+        files.push(json!({
+            "path": "/etc/ssh/ssh_host_ed25519_key.pub",
+            "mode": 0o644,
+            "overwrite": true,
+            "contents": { "source": dataurl::encode(format!("{}\n", host.public_openssh.trim_end()).as_bytes()) }
+        }));
+    }
     json!({
         "ignition": { "version": "3.3.0" },
         "passwd": {
-            "users": [{ "name": "core", "sshAuthorizedKeys": cluster.ssh_pubkeys }]
+            "users": [{ "name": "core", "sshAuthorizedKeys": authorized }]
         },
         "storage": {
             "filesystems": [{
@@ -244,19 +323,7 @@ fn base_final_config(cluster: &Cluster, node: &Node) -> Value {
                 "label": "ROOT",
                 "wipeFilesystem": true
             }],
-            "files": [
-                {
-                    "path": "/ignition_ran",
-                    "mode": 0o644,
-                    "contents": { "source": "data:," }
-                },
-                {
-                    "path": "/etc/hostname",
-                    "mode": 0o644,
-                    "overwrite": true,
-                    "contents": { "source": dataurl::encode(format!("{}\n", node.name).as_bytes()) }
-                }
-            ]
+            "files": files
         }
     })
 }

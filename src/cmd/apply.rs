@@ -1,0 +1,332 @@
+//! `roundhouse apply`: carry out the plan on the machines.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use roundhouse_apply::exec::{Executor, NodeSpec, Progress, Settings};
+use roundhouse_apply::journal::JournalReader;
+use roundhouse_apply::keys::KeyStore;
+use roundhouse_apply::netboot::NetbootWriter;
+use roundhouse_apply::power::{CommandDriver, PowerDriver, Unsupported};
+use roundhouse_apply::publish::{Published, initial_netboot, publish_data};
+use roundhouse_config::Power;
+use roundhouse_store::{LockError, StateDir, StateStore, now};
+
+use crate::cmd::common::{ConfigArgs, OutputFormat};
+use crate::cmd::plan::{StateArgs, make_plan, per_operation, prepare};
+use crate::exit::{self, Exit};
+
+/// Install and re-provision the machines so they run the cluster file's configs.
+///
+/// Plans (see `roundhouse plan`), shows the plan and asks for confirmation (skip with --yes),
+/// publishes the rendered configs to the boot server's data directory, then works through
+/// the changed nodes: PXE installs run the node's power action (its `power` block or the
+/// cluster's `pxe_command`); in-place re-provisions log in over SSH as core (pinned host
+/// key), set first_boot, rewrite the OEM grub.cfg and reboot. A node counts as done only when
+/// the boot server's fetch journal shows it fetched its new config and it shows a fresh
+/// /ignition_ran over SSH.
+///
+/// Every attempt is journaled before the machine is touched, so after a crash or Ctrl-C the
+/// next apply resumes it (waiting for a reboot already triggered instead of triggering
+/// again). Only one apply runs per asset directory at a time.
+///
+/// Exit codes: 0 every change confirmed (or nothing to do), 1 a node failed or was not
+/// started, 65 invalid cluster file.
+///
+/// Examples:
+///   roundhouse apply cluster.hcl
+///   roundhouse apply cluster.hcl --yes --max-parallel 20 --max-failures 2
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Output: text progress on stderr, or JSON event lines on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Nodes worked on at once (controllers are always one at a time).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: u32,
+    /// Workers worked on at once [default: --max-parallel].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel_workers: Option<u32>,
+    /// Stop starting new nodes after this many failures (running ones finish; the rest stay
+    /// queued for the next apply).
+    #[arg(long)]
+    pub max_failures: Option<usize>,
+    /// Seconds a PXE-installed node may take to fetch its config and come up.
+    #[arg(long, default_value_t = 2700, value_name = "SECONDS")]
+    pub pxe_timeout: u64,
+    /// Seconds an in-place re-provisioned node may take to fetch its config and come up.
+    #[arg(long, default_value_t = 1200, value_name = "SECONDS")]
+    pub in_place_timeout: u64,
+    /// Seconds to keep trying to reach a node over SSH before re-provisioning it in place.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub reach_timeout: u64,
+    /// Seconds for one SSH connection attempt (TCP, handshake, authentication).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub connect_timeout: f64,
+    /// First pause between polls, in seconds; doubles up to --poll-max.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub poll_initial: f64,
+    /// Longest pause between polls, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub poll_max: f64,
+    /// Seconds the cluster's `pxe_command` may run before it is killed (a `power` block's
+    /// `timeout_secs` wins).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub power_timeout: u64,
+    /// Treat Butane warnings in snippets as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+    if v.is_finite() && v > 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(anyhow::Error::new(Exit {
+            code: exit::USAGE,
+            message: format!("error: --{name} must be a positive number of seconds"),
+        }))
+    }
+}
+
+pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
+    let settings = Settings {
+        ssh_user: "core".into(),
+        connect_timeout: seconds("connect-timeout", args.connect_timeout)?,
+        command_timeout: Duration::from_secs(60),
+        reach_deadline: Duration::from_secs(args.reach_timeout),
+        pxe_deadline: Duration::from_secs(args.pxe_timeout),
+        in_place_deadline: Duration::from_secs(args.in_place_timeout),
+        poll_initial: seconds("poll-initial", args.poll_initial)?,
+        poll_max: seconds("poll-max", args.poll_max)?,
+        max_parallel: args.max_parallel as usize,
+        max_parallel_workers: args.max_parallel_workers.unwrap_or(args.max_parallel) as usize,
+        max_failures: args.max_failures,
+    };
+    let prepared = prepare(&args.config, args.state.keys_dir.clone(), args.strict)?;
+    let cluster = &prepared.cluster;
+    let state_dir = StateDir::new(&cluster.asset_dir);
+    let _lock = match state_dir.lock("apply", now()) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) => {
+            return Err(anyhow::Error::new(Exit {
+                code: exit::FAILURE,
+                message: format!("error: {e}"),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let store: Arc<dyn StateStore> = Arc::new(state_dir.open_store(per_operation())?);
+    let plan = make_plan(&prepared, &store.observed()?)?;
+    let json = args.output == OutputFormat::Json;
+    if json {
+        let line = serde_json::json!({ "event": "plan", "plan": plan });
+        println!("{line}");
+    } else {
+        eprint!("{}", roundhouse_plan::render_table(&plan));
+    }
+    if plan.has_errors() {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: "error: the plan refuses some nodes (see `error` rows); nothing was done"
+                .into(),
+        }));
+    }
+
+    // Publish even when nothing changes: the boot server should always serve the current
+    // configs (a held node that PXE-boots by accident must get what the cluster file says).
+    let data_dir = args.state.data_dir(cluster);
+    let boot_state = args.state.boot_state_dir(cluster);
+    if plan.has_changes() && !args.yes {
+        confirm(&plan)?;
+    }
+    let manifest = publish_data(&prepared.rendered, &data_dir)?;
+    let records = store.nodes()?;
+    let mut published = Published::load(&cluster.asset_dir);
+    published.update(&manifest, &records)?;
+    std::fs::create_dir_all(&boot_state).with_context(|| {
+        format!(
+            "creating the boot server's state directory {}",
+            boot_state.display()
+        )
+    })?;
+    let netboot = if cluster.netboot_gating {
+        let w = NetbootWriter::new(&boot_state, initial_netboot(&records, &prepared.names()));
+        w.write()?;
+        Some(Arc::new(w))
+    } else {
+        None
+    };
+    if !plan.has_changes() {
+        if !json {
+            eprintln!(
+                "nothing to do; published {} node configs to {}",
+                manifest.nodes.len(),
+                data_dir.display()
+            );
+        }
+        return Ok(());
+    }
+
+    let shas: BTreeMap<&str, &str> = manifest
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.final_ignition_sha256.as_str()))
+        .collect();
+    let keys_dir = args.state.keys_dir(cluster);
+    let key_store = KeyStore::new(&keys_dir);
+    let mut specs = BTreeMap::new();
+    for (node, rendered) in cluster.nodes.iter().zip(&prepared.rendered.nodes) {
+        let mut host_keys = Vec::new();
+        if let Some(k) = prepared.keys.hosts.get(&node.name) {
+            host_keys.push(k.public());
+        }
+        // A node adopted from Lokomotive runs the host key its OS generated; the operator
+        // may pin it here until the first re-provision installs the managed one.
+        let previous = key_store
+            .host_path(&node.name)
+            .with_file_name("previous_host_key.pub");
+        if let Ok(text) = std::fs::read_to_string(&previous) {
+            for line in text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            {
+                host_keys.push(
+                    roundhouse_ssh::parse_public_key(line)
+                        .with_context(|| format!("reading {}", previous.display()))?,
+                );
+            }
+        }
+        let power: Arc<dyn PowerDriver> = match &node.power {
+            Some(Power::Command {
+                command,
+                timeout_secs,
+            }) => Arc::new(CommandDriver {
+                command: command.clone(),
+                timeout: Duration::from_secs(*timeout_secs),
+            }),
+            Some(Power::Ipmi { .. }) => Arc::new(Unsupported("ipmi")),
+            Some(Power::Redfish { .. }) => Arc::new(Unsupported("redfish")),
+            None => Arc::new(CommandDriver {
+                command: cluster.pxe_command.clone(),
+                timeout: Duration::from_secs(args.power_timeout),
+            }),
+        };
+        specs.insert(
+            node.name.clone(),
+            NodeSpec {
+                name: node.name.clone(),
+                mac: node.mac,
+                role: node.role,
+                domain: node.domain.clone(),
+                ssh_port: node.ssh_port,
+                digest: rendered.digest.as_str().to_string(),
+                final_sha256: shas
+                    .get(node.name.as_str())
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string(),
+                kernel_args: node.effective_kernel_args(cluster).to_vec(),
+                linux_append: roundhouse_render::linux_append(cluster, node),
+                linux_console: roundhouse_render::linux_console(cluster),
+                host_keys,
+                power,
+            },
+        );
+    }
+
+    let progress: roundhouse_apply::ProgressSink = if json {
+        Arc::new(|p: &Progress| {
+            let line = serde_json::json!({ "event": "progress", "progress": p });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        })
+    } else {
+        Arc::new(|p: &Progress| {
+            let mut lines = p.message.lines();
+            let first = lines.next().unwrap_or("");
+            eprintln!("{} {:<20} {:<12} {first}", p.at, p.node, p.kind);
+            for more in lines {
+                eprintln!("{:<24} {:<20} {:<12} | {more}", "", "", "");
+            }
+        })
+    };
+    let executor = Arc::new(Executor {
+        store: Arc::clone(&store),
+        journal: Arc::new(JournalReader::new(&boot_state)),
+        netboot,
+        operator_key: prepared.keys.operator.private(),
+        published,
+        asset_dir: cluster.asset_dir.clone(),
+        settings,
+        progress,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(executor.run(&plan, Arc::new(specs)));
+
+    if json {
+        let line = serde_json::json!({ "event": "summary", "report": report });
+        println!("{line}");
+    } else {
+        eprintln!(
+            "\napply: {} succeeded, {} failed, {} not started",
+            report.succeeded(),
+            report.failed(),
+            report.not_started()
+        );
+        for o in &report.outcomes {
+            match &o.result {
+                roundhouse_apply::NodeResult::Failed(why) => eprintln!("  failed: {why}"),
+                roundhouse_apply::NodeResult::NotStarted(why) => {
+                    eprintln!("  not started: {}: {why}", o.node)
+                }
+                roundhouse_apply::NodeResult::Succeeded => {}
+            }
+        }
+    }
+    if report.failed() + report.not_started() > 0 {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: String::new(),
+        }));
+    }
+    Ok(())
+}
+
+fn confirm(plan: &roundhouse_plan::Plan) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::USAGE,
+            message: "error: apply asks for confirmation but standard input is not a terminal; pass --yes to apply without asking".into(),
+        }));
+    }
+    eprint!(
+        "\n{} node(s) will be changed. Type `yes` to apply: ",
+        plan.summary.changes()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: "apply cancelled; nothing was changed".into(),
+        }));
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! `roundhouse status`: what each node runs, what it should run, and what it last fetched.
+
+use std::io::Write;
+
+use roundhouse_apply::journal::JournalReader;
+use roundhouse_plan::{AppliedDigest, short_digest};
+use roundhouse_render::{MANIFEST_FILE, Manifest};
+use roundhouse_store::{EventQuery, StateStore};
+use serde::Serialize;
+
+use crate::cmd::common::{ConfigArgs, OutputFormat};
+use crate::cmd::plan::{StateArgs, open_store_if_exists, prepare};
+
+/// Show each node's desired and applied config, its last fetch and its last action.
+///
+/// Per node: the config digest the cluster file renders (desired), the digest roundhouse last
+/// confirmed on the machine (applied; `unknown` for nodes adopted from Lokomotive), the
+/// lifecycle state, the final config the machine last fetched from the boot server and when
+/// (from the boot server's fetch journal; `current` when those are the bytes published now),
+/// the last recorded action and its result, and drift (desired differs from applied).
+///
+/// Examples:
+///   roundhouse status cluster.hcl
+///   roundhouse status cluster.hcl --output json
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeStatus {
+    name: String,
+    role: &'static str,
+    mac: String,
+    state: &'static str,
+    desired_digest: String,
+    applied_digest: Option<AppliedDigest>,
+    drift: bool,
+    last_fetch: Option<LastFetch>,
+    last_action: Option<LastAction>,
+    pending_intent: Option<roundhouse_plan::Intent>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastFetch {
+    at: roundhouse_plan::Timestamp,
+    /// SHA-256 of the bytes served.
+    sha256: Option<String>,
+    /// Whether those are the bytes published now for this node.
+    current: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct LastAction {
+    at: roundhouse_plan::Timestamp,
+    kind: String,
+    digest: Option<String>,
+    message: String,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let prepared = prepare(&args.config, args.state.keys_dir.clone(), false)?;
+    let cluster = &prepared.cluster;
+    let store = open_store_if_exists(cluster)?;
+    let journal = JournalReader::new(args.state.boot_state_dir(cluster));
+    let manifest: Option<Manifest> =
+        std::fs::read(args.state.data_dir(cluster).join(MANIFEST_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut rows = Vec::new();
+    for (node, rendered) in cluster.nodes.iter().zip(&prepared.rendered.nodes) {
+        let record = match &store {
+            Some(s) => s.node(&node.mac)?,
+            None => None,
+        };
+        let last_action = match &store {
+            Some(s) => s
+                .events(&node.mac, EventQuery::newest(50))?
+                .into_iter()
+                .find(|e| e.kind != "note")
+                .map(|e| LastAction {
+                    at: e.at,
+                    kind: e.kind,
+                    digest: e.digest,
+                    message: e.message,
+                }),
+            None => None,
+        };
+        let published_sha = manifest
+            .as_ref()
+            .and_then(|m| m.nodes.iter().find(|n| n.name == node.name))
+            .map(|n| n.final_ignition_sha256.as_str().to_string());
+        let last_fetch = journal
+            .last_config_fetch(&node.mac, &node.name)
+            .map(|f| LastFetch {
+                at: f.at,
+                current: f.digest.is_some() && f.digest == published_sha,
+                sha256: f.digest,
+            });
+        let desired = rendered.digest.as_str().to_string();
+        let applied = record.as_ref().and_then(|r| r.applied_digest().cloned());
+        rows.push(NodeStatus {
+            name: node.name.clone(),
+            role: node.role.as_str(),
+            mac: node.mac.to_string(),
+            state: record.as_ref().map_or("unknown", |r| r.state.name()),
+            drift: applied
+                .as_ref()
+                .is_some_and(|a| a.known() != Some(desired.as_str())),
+            desired_digest: desired,
+            applied_digest: applied,
+            last_fetch,
+            last_action,
+            pending_intent: record
+                .as_ref()
+                .and_then(|r| r.state.pending_intent().cloned()),
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "nodes": rows }))?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => {
+            writeln!(
+                out,
+                "{:<16} {:<10} {:<14} {:<12} {:<12} {:<5} {:<34} LAST ACTION",
+                "NODE", "ROLE", "STATE", "DESIRED", "APPLIED", "DRIFT", "LAST FETCH"
+            )?;
+            for r in &rows {
+                let fetch = r.last_fetch.as_ref().map_or("-".to_string(), |f| {
+                    format!(
+                        "{} {}",
+                        if f.current {
+                            "current"
+                        } else {
+                            f.sha256.as_deref().map(short_digest).unwrap_or("?")
+                        },
+                        f.at
+                    )
+                });
+                let action = r.last_action.as_ref().map_or("-".to_string(), |a| {
+                    let mut s = format!("{} {}", a.kind, a.at);
+                    if !a.message.is_empty() {
+                        s.push_str(&format!(": {}", a.message.lines().next().unwrap_or("")));
+                    }
+                    s
+                });
+                writeln!(
+                    out,
+                    "{:<16} {:<10} {:<14} {:<12} {:<12} {:<5} {:<34} {}",
+                    r.name,
+                    r.role,
+                    r.state,
+                    short_digest(&r.desired_digest),
+                    r.applied_digest.as_ref().map_or("-", |a| a.short()),
+                    if r.drift { "yes" } else { "no" },
+                    fetch,
+                    action
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
