@@ -500,7 +500,7 @@ impl<'a> Exec<'a, '_> {
                 self.depth -= 1;
                 return v;
             }
-            Arg::Variable { .. } => return self.eval_variable_node(dot, first, &cmd.args, fin),
+            Arg::Variable { .. } => return self.eval_variable_node(first, &cmd.args, fin),
             _ => {}
         }
         self.at(Ctx::Arg(first));
@@ -582,14 +582,14 @@ impl<'a> Exec<'a, '_> {
         self.eval_field_chain(receiver, fields, args.len() > 1 || fin.is_some())
     }
 
+    /// `$x` or `$x.Field...`; `args` are the command's words when the variable starts a
+    /// command (empty when it is itself an argument).
     fn eval_variable_node(
         &mut self,
-        dot: &Rv<'a>,
         node: &'a Arg,
         args: &[Arg],
         fin: Option<Rv<'a>>,
     ) -> R<Rv<'a>> {
-        let _ = dot;
         self.at(Ctx::Arg(node));
         let Arg::Variable { idents, .. } = node else {
             return self.errorf("internal error: not a variable".into());
@@ -598,8 +598,6 @@ impl<'a> Exec<'a, '_> {
         if idents.len() == 1 {
             if !args.is_empty() {
                 self.not_a_function(args, &fin)?;
-            } else if fin.is_some() {
-                return self.errorf(format!("can't give argument to non-function {node}"));
             }
             return Ok(value);
         }
@@ -778,7 +776,7 @@ impl<'a> Exec<'a, '_> {
             Arg::Field { idents, .. } => {
                 self.eval_field_node(dot, arg, idents, std::slice::from_ref(arg), None)?
             }
-            Arg::Variable { .. } => self.eval_variable_node(dot, arg, &[], None)?,
+            Arg::Variable { .. } => self.eval_variable_node(arg, &[], None)?,
             Arg::Pipe(p) => {
                 self.enter(false)?;
                 let v = self.eval_pipeline(dot, p);
