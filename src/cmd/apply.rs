@@ -167,6 +167,21 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let published_at = std::time::SystemTime::now();
+    let boot = roundhouse_apply::bootserver::BootProbe::new(&cluster.boot_server_http);
+    if plan.has_changes()
+        && let Some(probe) = &boot
+    {
+        // Wait for the boot server to serve the new configs before any machine boots.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        if let Err(e) =
+            runtime.block_on(probe.wait_loaded_after(published_at, Duration::from_secs(30)))
+        {
+            eprintln!("warning: {e}");
+        }
+    }
     if !plan.has_changes() {
         if !json {
             eprintln!(
@@ -268,9 +283,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         netboot,
         operator_key: prepared.keys.operator.private(),
         published,
-        asset_dir: cluster.asset_dir.clone(),
+        // Absolute: the power command may change directory before using it.
+        asset_dir: std::path::absolute(&cluster.asset_dir)
+            .unwrap_or_else(|_| cluster.asset_dir.clone()),
         settings,
         progress,
+        boot,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,6 +23,7 @@ use roundhouse_ssh::{PrivateKey, PublicKey, Reboot, Session, SshError, Target, T
 use roundhouse_store::{Change, StateStore, now};
 use tokio::sync::Semaphore;
 
+use crate::bootserver::BootProbe;
 use crate::journal::JournalReader;
 use crate::netboot::NetbootWriter;
 use crate::power::{PowerDriver, PowerTarget};
@@ -191,6 +192,9 @@ pub struct Executor {
     pub settings: Settings,
     /// Progress output.
     pub progress: ProgressSink,
+    /// The boot server, to wait until it serves a change before a machine boots; `None` when
+    /// it cannot be asked (HTTPS).
+    pub boot: Option<BootProbe>,
 }
 
 type StepResult<T = ()> = Result<T, String>;
@@ -429,8 +433,17 @@ impl Executor {
 
     async fn pxe_trigger(&self, spec: &NodeSpec) -> StepResult {
         if let Some(nb) = &self.netboot {
+            let written = std::time::SystemTime::now();
             nb.set(spec.mac, Netboot::InstallPending, &spec.name)
                 .map_err(|e| format!("marking it install-pending: {e}"))?;
+            // The machine must get the installer, not "boot from disk", when it PXE-boots.
+            if let Some(boot) = &self.boot
+                && let Err(e) = boot
+                    .wait_loaded_after(written, Duration::from_secs(30))
+                    .await
+            {
+                self.step(spec, format!("warning: {e}"));
+            }
         }
         let target = PowerTarget {
             name: spec.name.clone(),

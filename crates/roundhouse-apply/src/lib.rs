@@ -4,6 +4,7 @@
 //! - [`publish`]: writing the boot server's data directory and remembering what was published.
 //! - [`netboot`]: the boot server's netboot decisions (`netboot.json`).
 //! - [`journal`]: reading the boot server's fetch journal.
+//! - [`bootserver`]: waiting until the boot server serves what was published.
 //! - [`power`]: power actions behind a small trait (the `command` driver today).
 //! - [`exec`]: the [`Executor`]: rollout limits, the PXE and in-place paths, waits with
 //!   deadlines and backoff, crash-safe resume from the intent journal.
@@ -12,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bootserver;
 pub mod exec;
 pub mod journal;
 pub mod keys;
