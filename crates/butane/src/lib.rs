@@ -261,11 +261,8 @@ fn common_fields(root: Option<&yaml::Node>) -> Result<(String, String), Error> {
 
 /// A strict semantic version (go-semver): `MAJOR.MINOR.PATCH[-pre][+build]`.
 pub(crate) fn parse_semver(v: &str) -> Option<String> {
-    let (core, _build) = v.split_once('+').unwrap_or((v, ""));
-    let (nums, pre) = match core.split_once('-') {
-        Some((n, p)) => (n, Some(p)),
-        None => (core, None),
-    };
+    let (core, build) = v.split_once('+').unwrap_or((v, ""));
+    let (nums, pre) = core.split_once('-').unwrap_or((core, ""));
     let parts: Vec<&str> = nums.split('.').collect();
     if parts.len() != 3
         || parts
@@ -278,10 +275,16 @@ pub(crate) fn parse_semver(v: &str) -> Option<String> {
         .iter()
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
+    // go-semver's String(): empty pre-release or build parts are dropped, others kept (so
+    // "1.0.0+build" is a version no translator knows).
     let mut s = format!("{}.{}.{}", n[0], n[1], n[2]);
-    if let Some(p) = pre {
+    if !pre.is_empty() {
         s.push('-');
-        s.push_str(p);
+        s.push_str(pre);
+    }
+    if !build.is_empty() {
+        s.push('+');
+        s.push_str(build);
     }
     Some(s)
 }
@@ -419,7 +422,9 @@ mod tests {
     #[test]
     fn semver_parsing() {
         assert_eq!(parse_semver("1.0.0").as_deref(), Some("1.0.0"));
-        assert_eq!(parse_semver("1.1.0+x").as_deref(), Some("1.1.0"));
+        assert_eq!(parse_semver("1.1.0+x").as_deref(), Some("1.1.0+x"));
+        assert_eq!(parse_semver("1.0.0-").as_deref(), Some("1.0.0"));
+        assert_eq!(parse_semver("01.0.0").as_deref(), Some("1.0.0"));
         assert_eq!(parse_semver("1.0"), None);
     }
 }
