@@ -7,7 +7,7 @@ use std::path::Path as FsPath;
 use serde_json::{Map, Value};
 
 use crate::dataurl::make_data_url;
-use crate::merge::struct_is_zero;
+use crate::merge::{is_zero, struct_is_zero};
 use crate::path::{Elem, Path};
 use crate::report::Kind;
 use crate::schema::{self, Hold, JStruct, JTy, Spec, snake};
@@ -137,6 +137,8 @@ impl Translator<'_> {
             let bv = b.get(&key);
             match &f.ty {
                 JTy::Str | JTy::Int | JTy::Bool => match bv {
+                    // A zero plain value is omitted (`omitempty` on a non-pointer field).
+                    Some(v) if f.hold == Hold::Plain && is_zero(Some(v), &f.ty, f.hold) => {}
                     Some(v) => {
                         out.insert(f.name.into(), v.clone());
                     }
