@@ -31,7 +31,7 @@ use crate::render;
 /// Largest file the loader reads; anything bigger is reported and skipped.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 /// How deep the loader descends into `ignition/` and `generic/`.
-const MAX_DEPTH: usize = 8;
+pub const MAX_DEPTH: usize = 8;
 /// Rendered template responses kept per index generation.
 const RENDER_CACHE_ENTRIES: usize = 8192;
 

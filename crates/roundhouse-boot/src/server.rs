@@ -266,40 +266,65 @@ pub fn load_snapshot(data: &Path, state_dir: Option<&Path>) -> Result<Snapshot, 
     })
 }
 
-/// A cheap summary of every file a load reads: names, sizes, mtimes and inodes.
-pub fn fingerprint(data: &Path, state_dir: Option<&Path>) -> u64 {
-    fn visit(path: &Path, depth: usize, h: &mut DefaultHasher) {
+/// Polls between full scans of the data directory. Directory mtimes (checked every poll)
+/// catch files created, removed or renamed into place at once; a file edited in place is
+/// caught by the next full scan.
+const FULL_SCAN_EVERY: u32 = 5;
+
+/// A very cheap change detector: the data directory (which a whole-directory swap replaces),
+/// its four subdirectories (whose mtimes change when entries are added, removed or renamed)
+/// and the netboot state file.
+pub fn quick_fingerprint(data: &Path, state_dir: Option<&Path>) -> u64 {
+    let mut h = DefaultHasher::new();
+    let mut stat = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else {
+        if let Ok(m) = std::fs::metadata(p) {
+            (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        } else {
+            0u8.hash(&mut h);
+        }
+    };
+    stat(data);
+    for sub in ["groups", "profiles", "ignition", "generic"] {
+        stat(&data.join(sub));
+    }
+    if let Some(dir) = state_dir {
+        stat(&dir.join(NETBOOT_FILE));
+    }
+    h.finish()
+}
+
+/// A summary of every file a load reads: names, sizes, mtimes and inodes. Entries are combined
+/// order-independently, so no sorting or path list is needed for tens of thousands of files.
+pub fn fingerprint(data: &Path, state_dir: Option<&Path>) -> u64 {
+    fn entry_hash(path: &Path, meta: &std::fs::Metadata) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let mut h = DefaultHasher::new();
+        path.hash(&mut h);
+        (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(&mut h);
+        h.finish()
+    }
+    fn visit(dir: &Path, depth: usize, acc: &mut u64) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        path.hash(h);
-        (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()).hash(h);
-        if meta.is_dir() && depth < 8 {
-            let Ok(entries) = std::fs::read_dir(path) else {
-                return;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Follows symlinks, as the loader does.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
             };
-            let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            children.sort();
-            for child in children {
-                visit(&child, depth + 1, h);
+            *acc = acc.wrapping_add(entry_hash(&path, &meta));
+            if meta.is_dir() && depth < index::MAX_DEPTH {
+                visit(&path, depth + 1, acc);
             }
         }
     }
-    let mut h = DefaultHasher::new();
-    visit(data, 0, &mut DefaultHasher::new());
+    let mut acc = quick_fingerprint(data, state_dir);
     for sub in ["groups", "profiles", "ignition", "generic"] {
-        visit(&data.join(sub), 0, &mut h);
+        visit(&data.join(sub), 0, &mut acc);
     }
-    // The data directory itself, for a whole-directory swap.
-    if let Ok(meta) = std::fs::metadata(data) {
-        use std::os::unix::fs::MetadataExt;
-        (meta.dev(), meta.ino()).hash(&mut h);
-    }
-    if let Some(dir) = state_dir {
-        visit(&dir.join(NETBOOT_FILE), 0, &mut h);
-    }
-    h.finish()
+    acc
 }
 
 /// Whether a new load may replace the serving one: it must not bring problems the serving
@@ -315,21 +340,35 @@ async fn reload_loop(
     state_dir: Option<PathBuf>,
     interval: Duration,
 ) {
-    let fp = |data: PathBuf, sd: Option<PathBuf>| async move {
-        tokio::task::spawn_blocking(move || fingerprint(&data, sd.as_deref()))
-            .await
-            .unwrap_or(0)
+    let fp = |data: PathBuf, sd: Option<PathBuf>, full: bool| async move {
+        tokio::task::spawn_blocking(move || {
+            if full {
+                fingerprint(&data, sd.as_deref())
+            } else {
+                quick_fingerprint(&data, sd.as_deref())
+            }
+        })
+        .await
+        .unwrap_or(0)
     };
-    let mut seen = fp(data.clone(), state_dir.clone()).await;
+    let mut seen = fp(data.clone(), state_dir.clone(), true).await;
+    let mut seen_quick = fp(data.clone(), state_dir.clone(), false).await;
+    let mut tick: u32 = 0;
     loop {
         tokio::time::sleep(interval).await;
-        let now = fp(data.clone(), state_dir.clone()).await;
+        tick = tick.wrapping_add(1);
+        let quick = fp(data.clone(), state_dir.clone(), false).await;
+        if quick == seen_quick && !tick.is_multiple_of(FULL_SCAN_EVERY) {
+            continue;
+        }
+        seen_quick = quick;
+        let now = fp(data.clone(), state_dir.clone(), true).await;
         if now == seen {
             continue;
         }
         // Let a writer finish: load only once the tree has been still for a moment.
         tokio::time::sleep(interval.min(Duration::from_millis(200))).await;
-        let settled = fp(data.clone(), state_dir.clone()).await;
+        let settled = fp(data.clone(), state_dir.clone(), true).await;
         if settled != now {
             continue;
         }

@@ -139,7 +139,8 @@ fn rewrites_never_fall_through() {
         // Truncate, write half, pause, write the rest: readers can catch every stage.
         let (a, b) = text.split_at(text.len() / 2);
         std::fs::write(&group, a).unwrap();
-        let pause = if i.is_multiple_of(3) { 70 } else { 5 };
+        // Long enough, now and then, for a full scan (every 5 polls) to see the half file.
+        let pause = if i.is_multiple_of(3) { 400 } else { 5 };
         std::thread::sleep(Duration::from_millis(pause));
         std::fs::write(&group, format!("{a}{b}")).unwrap();
         std::thread::sleep(Duration::from_millis(10));
