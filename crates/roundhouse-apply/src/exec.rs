@@ -709,7 +709,7 @@ impl Executor {
 
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s >= 60.0 && d.as_secs() % 60 == 0 {
+    if s >= 60.0 && d.as_secs().is_multiple_of(60) {
         format!("{}m", d.as_secs() / 60)
     } else {
         format!("{s}s")
