@@ -94,13 +94,20 @@ pub(crate) fn quote(s: &str) -> String {
     quote_with(s, '"', false)
 }
 
+/// More significant digits than any double's exact decimal expansion has.
+const EXACT_SIG_DIGITS: usize = 800;
+/// More fractional digits than any double's exact decimal expansion has (1074).
+const EXACT_FRAC_DIGITS: usize = 1100;
+
 /// Decimal digits and decimal-point position of a float, like strconv's `decimalSlice`:
 /// the value is `0.DIGITS × 10^dp`. `sig` is the number of significant digits to round to,
 /// or `None` for the shortest representation that round-trips.
 fn float_digits(v: f64, sig: Option<usize>) -> (String, i32) {
     let s = match sig {
         None => format!("{:e}", v.abs()),
-        Some(n) => format!("{:.*e}", n.saturating_sub(1), v.abs()),
+        // A double's exact expansion has at most 767 significant digits, so rounding to
+        // more changes nothing; Rust's formatter also rejects precisions above 65535.
+        Some(n) => format!("{:.*e}", n.clamp(1, EXACT_SIG_DIGITS) - 1, v.abs()),
     };
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
@@ -136,7 +143,7 @@ fn nearest_shortest(v: f64, digits: String, exp: i32) -> String {
         return digits;
     };
     // The exact decimal expansion of a double has at most 767 significant digits.
-    let exact = format!("{:.800e}", v);
+    let exact = format!("{:.*e}", EXACT_SIG_DIGITS, v);
     let Some((mant, e)) = exact.split_once('e') else {
         return digits;
     };
@@ -237,7 +244,12 @@ pub(crate) fn format_float(v: f64, verb: char, prec: Option<usize>) -> String {
         }
         'f' | 'F' => match prec {
             Some(p) => {
-                let _ = write!(out, "{:.*}", p, v.abs());
+                let _ = write!(out, "{:.*}", p.min(EXACT_FRAC_DIGITS), v.abs());
+                // Digits past the exact expansion are zeros.
+                out.extend(std::iter::repeat_n(
+                    '0',
+                    p.saturating_sub(EXACT_FRAC_DIGITS),
+                ));
             }
             None => {
                 let (digits, dp) = float_digits(v, None);
@@ -911,6 +923,30 @@ mod tests {
         for (x, want) in cases {
             assert_eq!(sprint_value(&Val::Float(x)), want, "{x}");
         }
+    }
+
+    #[test]
+    fn huge_precisions_are_exact_and_do_not_panic() {
+        // Go accepts precisions up to 1e6; Rust's formatter stops at 65535.
+        let f = format_float(2.5, 'f', Some(1_000_000));
+        assert_eq!(f.len(), 2 + 1_000_000);
+        assert!(f.starts_with("2.5000") && f.ends_with("000"));
+        let e = format_float(2.5, 'e', Some(100_000));
+        assert!(
+            e.starts_with("2.5000") && e.ends_with("0e+00"),
+            "{}",
+            &e[e.len() - 10..]
+        );
+        assert_eq!(
+            format_float(0.1, 'g', Some(100_000)),
+            "0.1000000000000000055511151231257827021181583404541015625"
+        );
+        assert_eq!(
+            format_float(5e-324, 'f', Some(1100))
+                .trim_end_matches('0')
+                .len(),
+            1076
+        );
     }
 
     #[test]

@@ -199,3 +199,13 @@ fn deepest_parsable_template_runs_on_a_small_stack() {
         .unwrap();
     assert_eq!(h.join().unwrap().unwrap(), "2");
 }
+
+#[test]
+fn fuzz_regression_huge_printf_precision() {
+    // Found by the fuzz target: Go accepts precisions up to 1e6 (Rust's formatter panics
+    // above 65535). The output is exact: 2.5 followed by zeros.
+    let t = Template::parse("p", "{{printf \"%222.1000000f|\" .n}}").unwrap();
+    let out = t.execute(&serde_json::json!({"n": 2.5})).unwrap();
+    assert_eq!(out.len(), "2.".len() + 1_000_000 + 1);
+    assert!(out.starts_with("2.5000") && out.ends_with("0|"));
+}
