@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// One step of a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Elem {
     /// A struct field or mapping key.
     Field(String),
@@ -12,7 +12,7 @@ pub enum Elem {
 }
 
 /// A path from the document root.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Path(pub Vec<Elem>);
 
 impl Path {

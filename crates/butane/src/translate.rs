@@ -2,6 +2,7 @@
 //! contents as data URLs, `contents_local`, `ssh_authorized_keys_local`, `with_mount_unit`,
 //! `trees`), recording where generated JSON came from so diagnostics point at the YAML.
 
+use std::collections::HashMap;
 use std::path::Path as FsPath;
 
 use serde_json::{Map, Value};
@@ -28,26 +29,24 @@ pub struct Diag {
 /// JSON-prefix → YAML-prefix translations for output that does not sit at the snake_cased
 /// JSON path (renamed, generated, or moved by a merge).
 #[derive(Debug, Default)]
-pub struct Translations(Vec<(Path, Path)>);
+pub struct Translations(HashMap<Path, Path>);
 
 impl Translations {
     fn add(&mut self, json: Path, yaml: Path) {
-        self.0.retain(|(j, _)| *j != json);
-        self.0.push((json, yaml));
+        self.0.insert(json, yaml);
     }
 
     /// Maps a JSON path to the YAML it came from: the longest recorded prefix, else the same
     /// path with snake_cased keys (Butane's fallback).
     pub fn to_yaml(&self, json: &Path) -> Path {
-        let best = self
-            .0
-            .iter()
-            .filter(|(j, _)| json.starts_with(j))
-            .max_by_key(|(j, _)| j.0.len());
-        let (rest_from, mut out) = match best {
-            Some((j, y)) => (j.0.len(), y.clone()),
-            None => (0, Path::root()),
-        };
+        let (rest_from, mut out) = (0..=json.0.len())
+            .rev()
+            .find_map(|n| {
+                self.0
+                    .get(&Path(json.0[..n].to_vec()))
+                    .map(|y| (n, y.clone()))
+            })
+            .unwrap_or((0, Path::root()));
         for e in &json.0[rest_from..] {
             match e {
                 Elem::Field(f) => out.push_field(&snake(f)),
@@ -59,11 +58,17 @@ impl Translations {
 
     /// Rewrites recorded JSON paths under `from` to sit under `to` (list re-indexing).
     fn rebase(&mut self, from: &Path, to: &Path) {
-        for (j, _) in &mut self.0 {
-            if j.starts_with(from) {
+        let moved: Vec<Path> = self
+            .0
+            .keys()
+            .filter(|j| j.starts_with(from))
+            .cloned()
+            .collect();
+        for j in moved {
+            if let Some(y) = self.0.remove(&j) {
                 let mut n = to.clone();
                 n.0.extend_from_slice(&j.0[from.0.len()..]);
-                *j = n;
+                self.0.insert(n, y);
             }
         }
     }
@@ -461,7 +466,7 @@ impl Translator<'_> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let dirs: Vec<String> = storage_map
+        let dirs: std::collections::HashSet<String> = storage_map
             .get("directories")
             .and_then(Value::as_array)
             .map(|d| {
@@ -470,6 +475,15 @@ impl Translator<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        let index = |list: &[Value]| -> HashMap<String, usize> {
+            list.iter()
+                .enumerate()
+                .filter_map(|(k, n)| Some((n.get("path")?.as_str()?.to_string(), k)))
+                .collect()
+        };
+        // Last entry per path wins, as in Butane's node tracker (a Go map filled in order).
+        let mut file_index = index(&files);
+        let mut link_index = index(&links);
         for (i, tree) in trees.iter().enumerate() {
             let yp = Path::from_steps(&["storage", "trees"]).index(i);
             let Some(files_dir) = self.files_dir else {
@@ -513,9 +527,7 @@ impl Translator<'_> {
                     Walked::Dir => {}
                     Walked::Other => self.error(yp.clone(), ERR_FILE_TYPE),
                     Walked::File { executable } => {
-                        let idx = files
-                            .iter()
-                            .position(|f| f.get("path").and_then(Value::as_str) == Some(&dest));
+                        let idx = file_index.get(&dest).copied();
                         let idx = match idx {
                             Some(k) => {
                                 let has_source = files[k]
@@ -540,6 +552,7 @@ impl Translator<'_> {
                                 }
                                 files.push(serde_json::json!({"path": dest}));
                                 let k = files.len() - 1;
+                                file_index.insert(dest.clone(), k);
                                 self.translations.add(
                                     Path::from_steps(&["storage", "files"]).index(k),
                                     yp.clone(),
@@ -580,9 +593,7 @@ impl Translator<'_> {
                         *file = ordered(f, &schema::J_FILE);
                     }
                     Walked::Symlink(target) => {
-                        let idx = links
-                            .iter()
-                            .position(|l| l.get("path").and_then(Value::as_str) == Some(&dest));
+                        let idx = link_index.get(&dest).copied();
                         let idx = match idx {
                             Some(k) => {
                                 let has_target = links[k]
@@ -606,6 +617,7 @@ impl Translator<'_> {
                                 }
                                 links.push(serde_json::json!({"path": dest}));
                                 let k = links.len() - 1;
+                                link_index.insert(dest.clone(), k);
                                 self.translations.add(
                                     Path::from_steps(&["storage", "links"]).index(k),
                                     yp.clone(),

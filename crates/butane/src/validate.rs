@@ -362,7 +362,7 @@ pub fn validate_dups(cfg: &Value) -> Vec<Diag> {
 }
 
 fn dups_of(m: &Map<String, Value>, st: &JStruct, p: &Path, out: &mut Out) {
-    let mut seen: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut seen: Vec<(&str, std::collections::HashSet<String>)> = Vec::new();
     for f in st.fields {
         let JTy::List(elem) = &f.ty else { continue };
         if f.ignore_dups {
@@ -370,17 +370,16 @@ fn dups_of(m: &Map<String, Value>, st: &JStruct, p: &Path, out: &mut Out) {
         }
         let h = f.handle.unwrap_or(f.name);
         if !seen.iter().any(|(hh, _)| *hh == h) {
-            seen.push((h, Vec::new()));
+            seen.push((h, std::collections::HashSet::new()));
         }
         for (k, item) in arr(m, f.name).iter().enumerate() {
             let key = item_key(item, elem);
             let Some((_, keys)) = seen.iter_mut().find(|(hh, _)| *hh == h) else {
                 continue;
             };
-            if keys.contains(&key) {
+            if !keys.insert(key) {
                 out.err(p.field(f.name).index(k), "duplicate entry defined");
             }
-            keys.push(key);
         }
     }
 }
