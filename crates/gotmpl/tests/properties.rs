@@ -96,6 +96,20 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_printf_formats_never_panic(
+        format in "([a-z ]{0,3}%[-+# 0]{0,3}[0-9]{0,5}(\\.[0-9]{0,6})?[a-zA-Z%!]){1,4}",
+        args in prop::collection::vec(json_value(), 0..4),
+    ) {
+        let t = Template::parse("p", "{{printf .f .a0 .a1 .a2 .a3}}").unwrap();
+        let mut data = serde_json::Map::new();
+        data.insert("f".into(), serde_json::Value::String(format));
+        for i in 0..4 {
+            data.insert(format!("a{i}"), args.get(i).cloned().unwrap_or_default());
+        }
+        let _ = t.execute(&serde_json::Value::Object(data));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(text in "\\PC{0,64}") {
         if let Ok(t) = Template::parse("p", &text) {
             let _ = t.execute_value(&Value::Nil, &small_limits());
