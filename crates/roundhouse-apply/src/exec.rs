@@ -775,3 +775,238 @@ mod tests {
         assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
     }
 }
+
+/// Rollout control without machines: a fake power driver records how many nodes it drives at
+/// once; nodes then fail their wait quickly (nobody fetches anything).
+#[cfg(test)]
+mod rollout_tests {
+    use std::sync::Mutex;
+
+    use roundhouse_config::model::{ChangePolicy, Policy};
+    use roundhouse_plan::{Desired, DesiredNode, Observed};
+    use roundhouse_store::MemoryStore;
+
+    use super::*;
+    use crate::power::{PowerError, PowerFuture, PowerOutput};
+
+    #[derive(Default)]
+    struct Counts {
+        running: [usize; 2],
+        max: [usize; 2],
+        max_total: usize,
+        calls: Vec<String>,
+    }
+
+    struct FakePower {
+        counts: Arc<Mutex<Counts>>,
+        store: Arc<MemoryStore>,
+        fail: bool,
+    }
+
+    fn role_index(name: &str) -> usize {
+        usize::from(name.starts_with('w'))
+    }
+
+    impl PowerDriver for FakePower {
+        fn pxe_boot<'a>(&'a self, t: &'a PowerTarget) -> PowerFuture<'a> {
+            Box::pin(async move {
+                // The intent must be journaled before the machine is touched.
+                let mac = Mac::parse(&t.mac).unwrap();
+                let rec = self
+                    .store
+                    .node(&mac)
+                    .unwrap()
+                    .expect("a record before power");
+                assert_eq!(rec.state.name(), "installing", "{}", t.name);
+                let r = role_index(&t.name);
+                {
+                    let mut c = self.counts.lock().unwrap();
+                    c.running[r] += 1;
+                    c.max[r] = c.max[r].max(c.running[r]);
+                    let total = c.running[0] + c.running[1];
+                    c.max_total = c.max_total.max(total);
+                    c.calls.push(t.name.clone());
+                }
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                self.counts.lock().unwrap().running[r] -= 1;
+                if self.fail {
+                    Err(PowerError::Unsupported("fake"))
+                } else {
+                    Ok(PowerOutput::default())
+                }
+            })
+        }
+    }
+
+    fn setup(
+        names: &[&str],
+        fail: bool,
+        settings: Settings,
+    ) -> (
+        Arc<Executor>,
+        Plan,
+        Arc<BTreeMap<String, NodeSpec>>,
+        Arc<Mutex<Counts>>,
+        Arc<MemoryStore>,
+        tempfile::TempDir,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let power: Arc<dyn PowerDriver> = Arc::new(FakePower {
+            counts: Arc::clone(&counts),
+            store: Arc::clone(&store),
+            fail,
+        });
+        let mut published = Published::default();
+        let mut specs = BTreeMap::new();
+        let mut desired = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mac = Mac::parse(&format!("52:54:00:00:01:{:02x}", i)).unwrap();
+            let role = if role_index(name) == 0 {
+                Role::Controller
+            } else {
+                Role::Worker
+            };
+            let digest = format!("sha256:{:064x}", i);
+            published.insert(&digest, &format!("sha256:{:064x}", 1000 + i));
+            desired.push(DesiredNode {
+                name: name.to_string(),
+                mac,
+                domain: format!("{name}.example"),
+                role,
+                digest: digest.clone(),
+            });
+            specs.insert(
+                name.to_string(),
+                NodeSpec {
+                    name: name.to_string(),
+                    mac,
+                    role,
+                    domain: format!("{name}.example"),
+                    ssh_port: 22,
+                    digest,
+                    final_sha256: String::new(),
+                    kernel_args: vec![],
+                    linux_append: String::new(),
+                    linux_console: String::new(),
+                    host_keys: vec![],
+                    power: Arc::clone(&power),
+                },
+            );
+        }
+        let plan = roundhouse_plan::plan(
+            &Desired {
+                policy: Policy {
+                    controllers: ChangePolicy::Hold,
+                    workers: ChangePolicy::Reprovision,
+                },
+                nodes: desired,
+            },
+            &Observed::default(),
+            now(),
+        )
+        .unwrap();
+        let keys = crate::keys::KeyStore::new(tmp.path())
+            .load_or_generate("t", [])
+            .unwrap();
+        let exec = Arc::new(Executor {
+            store: Arc::clone(&store) as Arc<dyn StateStore>,
+            journal: Arc::new(JournalReader::new(tmp.path())),
+            netboot: None,
+            operator_key: keys.operator.private(),
+            published,
+            asset_dir: tmp.path().to_path_buf(),
+            settings,
+            progress: Arc::new(|_: &Progress| {}),
+            boot: None,
+        });
+        (exec, plan, Arc::new(specs), counts, store, tmp)
+    }
+
+    fn quick() -> Settings {
+        Settings {
+            pxe_deadline: Duration::from_millis(200),
+            poll_initial: Duration::from_millis(20),
+            poll_max: Duration::from_millis(50),
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn controllers_one_at_a_time_workers_and_total_capped_everything_queued() {
+        let names = ["c1", "c2", "c3", "w1", "w2", "w3", "w4", "w5", "w6"];
+        let settings = Settings {
+            max_parallel: 3,
+            max_parallel_workers: 2,
+            ..quick()
+        };
+        let (exec, plan, specs, counts, store, _tmp) = setup(&names, false, settings);
+        let report = exec.run(&plan, specs).await;
+        let c = counts.lock().unwrap();
+        assert_eq!(c.calls.len(), names.len(), "every node ran: {:?}", c.calls);
+        assert_eq!(c.max[0], 1, "controllers one at a time");
+        assert!(c.max[1] <= 2 && c.max[1] >= 1, "workers {:?}", c.max);
+        assert!(c.max_total <= 3, "total {}", c.max_total);
+        assert_eq!(report.failed(), names.len());
+        for o in &report.outcomes {
+            let NodeResult::Failed(why) = &o.result else {
+                panic!("{o:?}")
+            };
+            assert!(
+                why.starts_with(&format!(
+                    "node {}: did not fetch its new final config",
+                    o.node
+                )),
+                "{why}"
+            );
+        }
+        let rec = store
+            .node(&Mac::parse("52:54:00:00:01:00").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.state.name(), "failed");
+    }
+
+    #[tokio::test]
+    async fn max_failures_stops_starting_new_nodes() {
+        let names = ["w1", "w2", "w3", "w4"];
+        let settings = Settings {
+            max_parallel: 1,
+            max_failures: Some(2),
+            ..quick()
+        };
+        let (exec, plan, specs, counts, store, _tmp) = setup(&names, true, settings);
+        let report = exec.run(&plan, specs).await;
+        assert_eq!(report.failed(), 2);
+        assert_eq!(report.not_started(), 2);
+        assert_eq!(counts.lock().unwrap().calls.len(), 2);
+        let failed = report
+            .outcomes
+            .iter()
+            .find(|o| matches!(o.result, NodeResult::Failed(_)))
+            .unwrap();
+        let NodeResult::Failed(why) = &failed.result else {
+            unreachable!()
+        };
+        assert!(why.contains("power action"), "{why}");
+        // Nodes never started have no intent journaled: the next plan provisions them afresh.
+        let untouched = report
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.result, NodeResult::NotStarted(_)))
+            .map(|o| specs_mac(&o.node))
+            .collect::<Vec<_>>();
+        for mac in untouched {
+            assert!(store.node(&mac).unwrap().is_none());
+        }
+    }
+
+    fn specs_mac(name: &str) -> Mac {
+        let i = ["w1", "w2", "w3", "w4"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap();
+        Mac::parse(&format!("52:54:00:00:01:{:02x}", i)).unwrap()
+    }
+}

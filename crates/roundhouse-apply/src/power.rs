@@ -161,8 +161,13 @@ impl PowerDriver for CommandDriver {
 fn kill_group(pid: u32) {
     // The child leads its own process group (process_group(0)): signal the group so that
     // whatever the script started dies with it.
+    // `--` is essential: procps-ng's kill reads `-KILL -1234` without it as options, not as
+    // the process group 1234.
+    if pid <= 1 {
+        return;
+    }
     let _ = std::process::Command::new("kill")
-        .arg("-KILL")
+        .args(["-s", "KILL", "--"])
         .arg(format!("-{pid}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

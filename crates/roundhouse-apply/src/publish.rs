@@ -64,6 +64,12 @@ impl Published {
         &self.path
     }
 
+    /// Records that config `digest` was published as bytes with SHA-256 `sha` (in memory; see
+    /// [`update`](Self::update) for the file).
+    pub fn insert(&mut self, digest: &str, sha: &str) {
+        self.map.insert(digest.to_string(), sha.to_string());
+    }
+
     /// The published SHA-256 for config `digest`.
     pub fn sha_for(&self, digest: &str) -> Option<String> {
         self.map.get(digest).cloned()
