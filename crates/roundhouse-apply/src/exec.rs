@@ -838,18 +838,7 @@ mod rollout_tests {
         }
     }
 
-    fn setup(
-        names: &[&str],
-        fail: bool,
-        settings: Settings,
-    ) -> (
-        Arc<Executor>,
-        Plan,
-        Arc<BTreeMap<String, NodeSpec>>,
-        Arc<Mutex<Counts>>,
-        Arc<MemoryStore>,
-        tempfile::TempDir,
-    ) {
+    fn setup(names: &[&str], fail: bool, settings: Settings) -> Rig {
         let tmp = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::new());
         let counts = Arc::new(Mutex::new(Counts::default()));
@@ -921,7 +910,23 @@ mod rollout_tests {
             progress: Arc::new(|_: &Progress| {}),
             boot: None,
         });
-        (exec, plan, Arc::new(specs), counts, store, tmp)
+        Rig {
+            exec,
+            plan,
+            specs: Arc::new(specs),
+            counts,
+            store,
+            _tmp: tmp,
+        }
+    }
+
+    struct Rig {
+        exec: Arc<Executor>,
+        plan: Plan,
+        specs: Arc<BTreeMap<String, NodeSpec>>,
+        counts: Arc<Mutex<Counts>>,
+        store: Arc<MemoryStore>,
+        _tmp: tempfile::TempDir,
     }
 
     fn quick() -> Settings {
@@ -941,7 +946,14 @@ mod rollout_tests {
             max_parallel_workers: 2,
             ..quick()
         };
-        let (exec, plan, specs, counts, store, _tmp) = setup(&names, false, settings);
+        let Rig {
+            exec,
+            plan,
+            specs,
+            counts,
+            store,
+            _tmp,
+        } = setup(&names, false, settings);
         let report = exec.run(&plan, specs).await;
         let c = counts.lock().unwrap();
         assert_eq!(c.calls.len(), names.len(), "every node ran: {:?}", c.calls);
@@ -976,7 +988,14 @@ mod rollout_tests {
             max_failures: Some(2),
             ..quick()
         };
-        let (exec, plan, specs, counts, store, _tmp) = setup(&names, true, settings);
+        let Rig {
+            exec,
+            plan,
+            specs,
+            counts,
+            store,
+            _tmp,
+        } = setup(&names, true, settings);
         let report = exec.run(&plan, specs).await;
         assert_eq!(report.failed(), 2);
         assert_eq!(report.not_started(), 2);
