@@ -240,6 +240,16 @@ impl Lab {
     }
 
     fn start_node(&mut self, i: usize) {
+        let key = self
+            .root()
+            .join("assets/keys/hosts")
+            .join(&self.nodes[i].name)
+            .join("ssh_host_ed25519_key");
+        self.start_node_with_host_key(i, &key);
+    }
+
+    /// Starts node `i`'s sshd with host key `host_key` (normally its managed key).
+    fn start_node_with_host_key(&mut self, i: usize, host_key: &Path) {
         let root = self.root().to_path_buf();
         let n = &self.nodes[i];
         let work = root.join("nodes").join(&n.name);
@@ -254,7 +264,7 @@ impl Lab {
                  KbdInteractiveAuthentication no\nLogLevel ERROR\n",
                 n.addr,
                 n.port,
-                keys.join("hosts").join(&n.name).join("ssh_host_ed25519_key").display(),
+                host_key.display(),
                 keys.join("operator_ed25519.pub").display()
             ),
         )
@@ -651,4 +661,123 @@ fn killed_apply_resumes_without_a_second_reboot_and_applies_do_not_overlap() {
     );
     let detailed = lab.roundhouse(&["plan", "cluster.hcl", "--detailed-exitcode"]);
     assert_eq!(detailed.status.code(), Some(0), "{}", text(&detailed));
+}
+
+/// `recreate` forces a PXE install of an installed node: it is marked install-pending on the
+/// boot server, its power action runs again, and the request is cleared once confirmed.
+/// Controllers need --allow-controllers.
+#[test]
+fn recreate_reinstalls_by_pxe_and_guards_controllers() {
+    let lab = Lab::new(&[("c1", "controller"), ("w1", "worker")]);
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let refused = lab.roundhouse(&["recreate", "cluster.hcl", "c1"]);
+    assert_eq!(refused.status.code(), Some(64), "{}", text(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-controllers"));
+    let unknown = lab.roundhouse(&["recreate", "cluster.hcl", "nope"]);
+    assert_eq!(unknown.status.code(), Some(65), "{}", text(&unknown));
+
+    let ok = lab.roundhouse(&["recreate", "cluster.hcl", "w1"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "provision");
+    assert_eq!(action_of(&plan, "c1"), "none");
+    let item = plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "w1")
+        .unwrap();
+    assert_eq!(item["recreate"], true);
+
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let power = std::fs::read_to_string(lab.root().join("power.log")).unwrap();
+    assert_eq!(power.matches("name=w1 ").count(), 2, "{power}");
+    assert_eq!(power.matches("name=c1 ").count(), 1, "{power}");
+    let events = lab.status();
+    assert_eq!(events["w1"]["state"], "installed");
+    assert_eq!(events["w1"]["last_action"]["kind"], "confirmed");
+    let again = lab.roundhouse(&["plan", "cluster.hcl", "--detailed-exitcode"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "the request was cleared: {}",
+        text(&again)
+    );
+}
+
+/// Nodes adopted from Lokomotive's flag files run host keys roundhouse does not know: the
+/// in-place re-provision refuses the unknown key at once, and succeeds once the operator pins
+/// the node's current key in previous_host_key.pub. The controller is held.
+#[test]
+fn lokomotive_nodes_are_adopted_and_pinned_before_reprovisioning() {
+    let mut lab = Lab::new(&[("c1", "controller"), ("w1", "worker")]);
+    // w1 runs the host key "its OS generated", not the managed one.
+    let old_key = lab.root().join("nodes/w1-os-key");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&old_key)
+        .status()
+        .expect("running ssh-keygen (Debian package openssh-client)");
+    assert!(status.success());
+    lab.stop_node("w1");
+    lab.start_node_with_host_key(1, &old_key);
+
+    let loko = lab.root().join("lokomotive/cluster-assets");
+    std::fs::create_dir_all(&loko).unwrap();
+    for n in &lab.nodes {
+        std::fs::write(loko.join(&n.mac), format!("{}\n", n.addr)).unwrap();
+    }
+    std::fs::write(loko.join("kubeconfig"), "not a flag file").unwrap();
+    let out = lab.roundhouse(&["import-lokomotive", "cluster.hcl", "lokomotive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("2 adopted, 0 skipped, 1 other entries ignored"),
+        "{}",
+        text(&out)
+    );
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "reprovision-in-place");
+    assert_eq!(action_of(&plan, "c1"), "hold");
+    let status = lab.status();
+    assert_eq!(status["w1"]["applied_digest"], "unknown");
+
+    let out = lab.apply(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed: node w1: preparing the in-place re-provision:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("host key mismatch"), "{stderr}");
+    assert_eq!(
+        lab.node_file("w1", "/var/log/shim.log"),
+        "",
+        "nothing ran on w1"
+    );
+
+    let mut pubkey = old_key.into_os_string();
+    pubkey.push(".pub");
+    std::fs::copy(
+        &pubkey,
+        lab.root()
+            .join("assets/keys/hosts/w1/previous_host_key.pub"),
+    )
+    .unwrap();
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = lab.status();
+    assert_eq!(
+        status["w1"]["applied_digest"],
+        status["w1"]["desired_digest"]
+    );
+    assert_eq!(status["c1"]["applied_digest"], "unknown");
+    assert_eq!(status["c1"]["drift"], true);
+    assert!(
+        lab.node_file("w1", "/var/log/shim.log")
+            .contains("systemctl reboot")
+    );
 }
