@@ -190,6 +190,24 @@ pub fn cannot_unmarshal(n: &Node, into: &str) -> String {
     format!("cannot unmarshal {tag}{shown} into {into}")
 }
 
+/// go-yaml's duplicate-key errors for one mapping: every later repetition of every key, as
+/// (message, line, column).
+pub fn duplicate_keys(entries: &[(String, crate::yaml::Pos, Node)]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (i, (ki, pi, _)) in entries.iter().enumerate() {
+        for (kj, pj, _) in &entries[i + 1..] {
+            if ki == kj {
+                out.push((
+                    format!("mapping key {kj:?} already defined at line {}", pi.line),
+                    pj.line,
+                    pj.column,
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Result of decoding: the Butane value (snake_case keys, only fields that were set), the
 /// go-yaml type errors: message (without go-yaml's `line N: ` prefix), line, column.
 pub struct Decoded {
@@ -238,19 +256,10 @@ impl Decoder {
     }
 
     fn dup_keys(&mut self, entries: &[(String, crate::yaml::Pos, Node)]) -> bool {
-        let before = self.errors.len();
-        for (i, (ki, pi, _)) in entries.iter().enumerate() {
-            for (kj, pj, _) in &entries[i + 1..] {
-                if ki == kj {
-                    self.errors.push((
-                        format!("mapping key {:?} already defined at line {}", kj, pi.line),
-                        pj.line,
-                        pj.column,
-                    ));
-                }
-            }
-        }
-        self.errors.len() > before
+        let found = duplicate_keys(entries);
+        let any = !found.is_empty();
+        self.errors.extend(found);
+        any
     }
 
     fn decode(&mut self, n: &Node, ty: &Ty, elem_name: &str) -> Option<Value> {

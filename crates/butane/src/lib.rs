@@ -190,6 +190,22 @@ fn go_yaml_syntax_error(e: yaml::SyntaxError, input: &str) -> Error {
     }
 }
 
+/// go-yaml's unmarshal errors (message, line, column) as report entries; they have no path.
+fn type_errors(errors: Vec<(String, usize, usize)>) -> Report {
+    Report {
+        entries: errors
+            .into_iter()
+            .map(|(message, line, column)| Entry {
+                kind: Kind::Error,
+                message,
+                path: String::new(),
+                line: Some(line),
+                column: Some(column),
+            })
+            .collect(),
+    }
+}
+
 /// Position of the deepest YAML node on `path` (vcontext's `Correlate`).
 fn locate(root: Option<&yaml::Node>, path: &Path) -> Option<yaml::Pos> {
     let mut node = root?;
@@ -299,17 +315,7 @@ pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
         && let yaml::NodeKind::Map(entries) = &n.kind
     {
         // go-yaml rejects duplicate keys even while reading only variant/version.
-        let mut report = Report::default();
-        for (i, (k, kp, _)) in entries.iter().enumerate() {
-            if let Some((_, first, _)) = entries[..i].iter().find(|(o, _, _)| o == k) {
-                report.entries.push(Entry::new(
-                    Kind::Error,
-                    format!("mapping key {k:?} already defined at line {}", first.line),
-                    String::new(),
-                    Some(*kp),
-                ));
-            }
-        }
+        let report = type_errors(decode::duplicate_keys(entries));
         if !report.is_empty() {
             return Err(Error::Types {
                 report,
@@ -347,19 +353,8 @@ pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
 
     let decoded = decode::decode(root, spec);
     if !decoded.errors.is_empty() {
-        let entries = decoded
-            .errors
-            .into_iter()
-            .map(|(m, line, column)| Entry {
-                kind: Kind::Error,
-                message: m,
-                path: String::new(),
-                line: Some(line),
-                column: Some(column),
-            })
-            .collect();
         return Err(Error::Types {
-            report: Report { entries },
+            report: type_errors(decoded.errors),
             header: false,
         });
     }
