@@ -102,7 +102,8 @@ mode=$(cat "$lab/nodes/$name.mode" 2>/dev/null || echo ok)
 boot=$(cat "$lab/boot-url")
 pid=$(cat "$lab/nodes/$name.pid")
 curl -fsS "$boot/ipxe?mac=$mac" -o /dev/null || exit 1
-sleep 0.3
+echo "$name" >> "$lab/booted.log"
+if [ "$mode" = slow ]; then sleep 3; else sleep 0.3; fi
 curl -fsS "$boot/ignition?mac=$mac&os=installed" -o /dev/null || exit 1
 touch "/proc/$pid/root/ignition_ran"
 echo "machine $name installed"
@@ -779,5 +780,49 @@ fn lokomotive_nodes_are_adopted_and_pinned_before_reprovisioning() {
     assert!(
         lab.node_file("w1", "/var/log/shim.log")
             .contains("systemctl reboot")
+    );
+}
+
+/// kill -9 of apply while a PXE install is under way (the power action started, the machine
+/// asked for iPXE, nothing confirmed): the next apply sees the boot request in the fetch
+/// journal, does not run the power action again, and confirms the install.
+#[test]
+fn killed_apply_during_pxe_does_not_power_cycle_again() {
+    let lab = Lab::new(&[("w1", "worker")]);
+    std::fs::write(lab.root().join("nodes/w1.mode"), "slow").unwrap();
+    let mut first = lab
+        .command(&Lab::apply_args(&[]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let booted = lab.root().join("booted.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&booted)
+        .unwrap_or_default()
+        .contains("w1")
+    {
+        assert!(Instant::now() < deadline, "the power action never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "resume", "{plan}");
+
+    let resumed = lab.apply(&[]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("not running it again"),
+        "{}",
+        text(&resumed)
+    );
+    let power = std::fs::read_to_string(lab.root().join("power.log")).unwrap();
+    assert_eq!(power.lines().count(), 1, "power action ran again:\n{power}");
+    let status = lab.status();
+    assert_eq!(status["w1"]["state"], "installed");
+    assert_eq!(
+        status["w1"]["applied_digest"],
+        status["w1"]["desired_digest"]
     );
 }
