@@ -51,6 +51,18 @@ pub enum FleetError {
         /// Error.
         source: std::io::Error,
     },
+    /// Too few file descriptors for this many machines.
+    #[error(
+        "{machines} machines need about {needed} open files but the limit is {limit}: raise it (ulimit -n {needed})"
+    )]
+    FileLimit {
+        /// Machines.
+        machines: usize,
+        /// Descriptors needed.
+        needed: u64,
+        /// The soft limit.
+        limit: u64,
+    },
     /// The boot URL.
     #[error("boot_url {0}: must be an http URL on a loopback host (127.0.0.0/8, ::1, localhost)")]
     BootUrl(String),
@@ -63,6 +75,20 @@ pub struct Fleet {
     control: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     spec: FleetSpec,
+}
+
+/// Port blocks handed out in this process.
+static TAKEN: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Ports of machine `i` in a block starting at `base`.
@@ -104,11 +130,22 @@ impl Fleet {
         shims::install(&shim_dir).map_err(state(shim_dir.clone()))?;
         let all = spec.all_machines();
         let n = all.len();
-        let needed = 3 * n;
+        // A BMC listener, two sshd listeners and their connections per machine.
+        let needed = 4 * n as u64 + 256;
+        if let Some(limit) = open_files_limit()
+            && limit < needed
+        {
+            return Err(FleetError::FileLimit {
+                machines: n,
+                needed,
+                limit,
+            });
+        }
+        let ports_needed = 3 * n;
         let (base, bmcs) = match spec.port_base {
             Some(b) => {
-                if b as usize + needed > 65_535 {
-                    return Err(FleetError::Ports(needed));
+                if b as usize + ports_needed > 65_535 {
+                    return Err(FleetError::Ports(ports_needed));
                 }
                 (
                     b,
@@ -119,14 +156,25 @@ impl Fleet {
             None => {
                 let mut found = None;
                 let mut base = 20_000usize + (std::process::id() as usize % 40) * 100;
-                while base + needed < 32_768 {
+                // sshd ports are bound only while a machine runs, so a free-looking port may
+                // belong to another fleet of this process: blocks are remembered.
+                let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+                while base + ports_needed < 32_768 {
+                    let overlaps = taken
+                        .iter()
+                        .any(|(b, len)| base < b + len && *b < base + ports_needed);
+                    if overlaps {
+                        base += ports_needed.max(100) + 7;
+                        continue;
+                    }
                     if let Ok(l) = try_block(base as u16, n) {
+                        taken.push((base, ports_needed));
                         found = Some((base as u16, l));
                         break;
                     }
-                    base += needed.max(100) + 7;
+                    base += ports_needed.max(100) + 7;
                 }
-                found.ok_or(FleetError::Ports(needed))?
+                found.ok_or(FleetError::Ports(ports_needed))?
             }
         };
         let env = Arc::new(Env {

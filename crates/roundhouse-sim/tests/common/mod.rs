@@ -12,6 +12,13 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::json;
 
+/// python3's http.server with a listen backlog that survives hundreds of machines booting at
+/// once (the module's default of 5 drops connections under that load).
+const STATIC_SERVER: &str = "import functools, http.server, sys\n\
+class S(http.server.ThreadingHTTPServer):\n    request_queue_size = 4096\n    daemon_threads = True\n\
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])\n\
+S(('127.0.0.1', int(sys.argv[1])), h).serve_forever()\n";
+
 /// A python3 http.server over `root`, with its request log.
 pub struct StaticServer {
     child: tokio::process::Child,
@@ -31,15 +38,7 @@ impl StaticServer {
             .port();
         let log = root.with_extension("requests.log");
         let child = tokio::process::Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
+            .args(["-u", "-c", STATIC_SERVER, &port.to_string()])
             .arg(root)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
