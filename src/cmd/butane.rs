@@ -32,6 +32,10 @@ pub struct ButaneArgs {
     /// Only check the config; write nothing.
     #[arg(short, long)]
     pub check: bool,
+    /// Print diagnostics as one line each (`error at $.path, line L col C: …`) instead of
+    /// with a source excerpt.
+    #[arg(long)]
+    pub raw_errors: bool,
 }
 
 pub fn run(args: ButaneArgs) -> anyhow::Result<()> {
@@ -47,18 +51,37 @@ pub fn run(args: ButaneArgs) -> anyhow::Result<()> {
         files_dir: args.files_dir.clone(),
         strict: args.strict,
     };
+    let file_name = args
+        .input
+        .as_ref()
+        .map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
+    let print_report = |report: &butane::Report| {
+        if report.entries.is_empty() {
+            return;
+        }
+        if args.raw_errors {
+            eprint!("{report}");
+        } else {
+            eprintln!("{}", report.format_pretty(&file_name, &input, false));
+        }
+    };
     let translation = match butane::translate(&input, &options) {
         Ok(t) => t,
         Err(e) => {
-            if let Some(report) = e.report() {
-                eprint!("{report}");
+            // Type errors carry their lines in their message already.
+            if let Some(report) = e.report()
+                && !matches!(e, butane::Error::Types { .. })
+            {
+                print_report(report);
             }
-            return Err(fail(format!("Error translating config: {e}")));
+            // Butane prints the strict failure bare, everything else with this prefix.
+            return Err(fail(match e {
+                butane::Error::Strict(_) => e.to_string(),
+                _ => format!("Error translating config: {e}"),
+            }));
         }
     };
-    if !translation.report.entries.is_empty() {
-        eprint!("{}", translation.report);
-    }
+    print_report(&translation.report);
     if args.check {
         return Ok(());
     }
@@ -67,8 +90,9 @@ pub fn run(args: ButaneArgs) -> anyhow::Result<()> {
         json.push('\n');
     }
     match &args.output {
-        Some(path) => std::fs::write(path, json)
-            .map_err(|e| fail(format!("Failed to write output: {e}")))?,
+        Some(path) => {
+            std::fs::write(path, json).map_err(|e| fail(format!("Failed to write output: {e}")))?
+        }
         None => std::io::stdout().lock().write_all(json.as_bytes())?,
     }
     Ok(())
