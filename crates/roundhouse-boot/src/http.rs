@@ -460,11 +460,11 @@ impl AppState {
             Route::Ipxe | Route::Grub => {
                 let profile = index.profile(&entry.group.profile)?;
                 let body = if route == Route::Ipxe {
-                    &profile.ipxe
+                    profile.ipxe.as_ref()
                 } else {
-                    &profile.grub
+                    profile.grub()
                 };
-                let body = body.clone().ok_or_else(|| {
+                let body = body.cloned().ok_or_else(|| {
                     ServeError::NotFound(format!(
                         "profile {:?} has no boot settings",
                         entry.group.profile

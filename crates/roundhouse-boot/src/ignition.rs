@@ -24,11 +24,46 @@ pub enum IgnitionError {
     Unsupported(String),
 }
 
+/// Just enough of a config to find its version; everything else is checked for JSON syntax
+/// and skipped without building a tree (the loader checks tens of thousands of files, and a
+/// full parse of each leaves the heap fragmented for the life of the server).
+#[derive(serde::Deserialize)]
+struct Skeleton {
+    ignition: Option<IgnitionSection>,
+}
+
+#[derive(serde::Deserialize)]
+struct IgnitionSection {
+    version: Option<serde_json::Value>,
+}
+
 /// Parses `bytes` as an Ignition config and returns its spec version.
 pub fn check(bytes: &[u8]) -> Result<&'static str, IgnitionError> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| IgnitionError::Json(e.to_string()))?;
-    check_value(&value)
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let skeleton: Skeleton = match serde_json::from_slice(bytes) {
+        Ok(s) => s,
+        // Anything but an object fails the struct decode; say which kind of failure it was.
+        Err(_) if first.is_some() && first != Some(&b'{') => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                .map_err(|e| IgnitionError::Json(e.to_string()))?;
+            return Err(IgnitionError::NotObject);
+        }
+        Err(e) if e.is_data() => {
+            // Valid JSON of the wrong shape, e.g. `"ignition": 3`.
+            return Err(IgnitionError::NoVersion);
+        }
+        Err(e) => return Err(IgnitionError::Json(e.to_string())),
+    };
+    let version = skeleton
+        .ignition
+        .and_then(|i| i.version)
+        .ok_or(IgnitionError::NoVersion)?;
+    let version = version.as_str().ok_or(IgnitionError::NoVersion)?;
+    SUPPORTED_SPECS
+        .iter()
+        .find(|v| **v == version)
+        .copied()
+        .ok_or_else(|| IgnitionError::Unsupported(version.to_string()))
 }
 
 /// As [`check`], for an already parsed document.
@@ -66,6 +101,21 @@ mod tests {
         );
         assert_eq!(check(br#"{"ignition":{}}"#), Err(IgnitionError::NoVersion));
         assert_eq!(check(b"[]"), Err(IgnitionError::NotObject));
+        assert_eq!(check(b" 3"), Err(IgnitionError::NotObject));
+        assert_eq!(check(br#"{"ignition":3}"#), Err(IgnitionError::NoVersion));
+        assert_eq!(
+            check(br#"{"ignition":{"version":3}}"#),
+            Err(IgnitionError::NoVersion)
+        );
+        assert_eq!(check(br#"{}"#), Err(IgnitionError::NoVersion));
+        assert!(matches!(
+            check(br#"{"ignition":{"version":"3.4.0"}} trailing"#),
+            Err(IgnitionError::Json(_))
+        ));
+        assert!(matches!(
+            check(br#"{"ignition":{"version":"3.4.0"},"x":[1,}"#),
+            Err(IgnitionError::Json(_))
+        ));
         assert!(matches!(check(b"{"), Err(IgnitionError::Json(_))));
         assert!(matches!(check(b""), Err(IgnitionError::Json(_))));
     }

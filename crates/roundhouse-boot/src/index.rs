@@ -88,8 +88,23 @@ pub struct ProfileEntry {
     pub profile: Profile,
     /// `/ipxe` body, when the profile has boot settings.
     pub ipxe: Option<Body>,
+    /// `/grub` body, rendered on first use: few fleets boot GRUB, and rendering it for every
+    /// profile up front would cost about 1 KiB per machine.
+    grub: std::sync::OnceLock<Option<Body>>,
+}
+
+impl ProfileEntry {
     /// `/grub` body, when the profile has boot settings.
-    pub grub: Option<Body>,
+    pub fn grub(&self) -> Option<&Body> {
+        self.grub
+            .get_or_init(|| {
+                self.profile
+                    .boot
+                    .as_ref()
+                    .map(|boot| Body::new(render::grub_config(boot)))
+            })
+            .as_ref()
+    }
 }
 
 /// A file under `ignition/` or `generic/`, prepared at load time.
@@ -485,17 +500,14 @@ fn normalise_group(mut g: Group) -> Result<Group, String> {
 }
 
 fn prepare_profile(profile: Profile) -> ProfileEntry {
-    let (ipxe, grub) = match &profile.boot {
-        Some(boot) => (
-            Some(Body::new(render::ipxe_script(boot))),
-            Some(Body::new(render::grub_config(boot))),
-        ),
-        None => (None, None),
-    };
+    let ipxe = profile
+        .boot
+        .as_ref()
+        .map(|boot| Body::new(render::ipxe_script(boot)));
     ProfileEntry {
         profile,
         ipxe,
-        grub,
+        grub: std::sync::OnceLock::new(),
     }
 }
 

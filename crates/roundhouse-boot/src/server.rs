@@ -474,4 +474,27 @@ mod tests {
         std::fs::write(dir.path().join("groups/g.json"), "{\"id\":\"g\"}").unwrap();
         assert_ne!(b, fingerprint(dir.path(), None));
     }
+
+    #[test]
+    fn quick_fingerprint_sees_entries_come_and_go() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("profiles")).unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let a = quick_fingerprint(dir.path(), Some(&state));
+        std::fs::write(dir.path().join("profiles/.tmp"), "{}").unwrap();
+        std::fs::rename(
+            dir.path().join("profiles/.tmp"),
+            dir.path().join("profiles/p.json"),
+        )
+        .unwrap();
+        let b = quick_fingerprint(dir.path(), Some(&state));
+        assert_ne!(a, b, "rename into place");
+        std::fs::write(state.join(NETBOOT_FILE), "{}").unwrap();
+        assert_ne!(
+            b,
+            quick_fingerprint(dir.path(), Some(&state)),
+            "netboot.json"
+        );
+    }
 }
