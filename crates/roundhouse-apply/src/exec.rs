@@ -375,7 +375,11 @@ impl Executor {
         if let IntentStage::Triggered { at } = intent.stage {
             self.step(spec, format!(
                 "resuming: the {} of {} was triggered at {at}; waiting for it, not triggering again",
-                intent.path, short_digest(&intent.digest)
+                match intent.path {
+                    ProvisionPath::Pxe => "PXE install",
+                    ProvisionPath::InPlace => "in-place re-provision",
+                },
+                short_digest(&intent.digest)
             ));
             return self
                 .finish(spec, intent.started_at, &intent.digest, deadline)
@@ -613,6 +617,7 @@ impl Executor {
             ),
         );
         loop {
+            self.gate_after_install(spec, since)?;
             if seen_fetch.is_none()
                 && let Some(at) = self.fetched(spec, since, &sha)
             {
@@ -664,6 +669,40 @@ impl Executor {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(self.settings.poll_max);
         }
+    }
+
+    /// Once the PXE installer has fetched its config, the install is under way: from then on
+    /// the boot server must tell this machine to boot from its disk, or a machine whose
+    /// firmware tries the network first would reinstall itself in a loop after the installer
+    /// reboots it.
+    fn gate_after_install(&self, spec: &NodeSpec, since: Timestamp) -> StepResult {
+        let Some(nb) = &self.netboot else {
+            return Ok(());
+        };
+        if nb.get(&spec.mac) != Some(Netboot::InstallPending) {
+            return Ok(());
+        }
+        let install_group = format!("install-{}", spec.name);
+        let installing = self
+            .journal
+            .fetches_since(&spec.mac, since)
+            .into_iter()
+            .find(|f| {
+                f.route == "ignition"
+                    && matches!(f.group.as_deref(), Some(g) if g == install_group || g == spec.name)
+            });
+        if let Some(f) = installing {
+            nb.set(spec.mac, Netboot::Installed, &spec.name)
+                .map_err(|e| format!("marking it installed after the installer started: {e}"))?;
+            self.step(
+                spec,
+                format!(
+                    "the installer fetched its config at {}: the boot server now tells this machine to boot from its disk",
+                    f.at
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn no_fetch_error(

@@ -51,6 +51,12 @@ impl NetbootWriter {
         write_file(&self.path, &nodes)
     }
 
+    /// The current decision for `mac`.
+    pub fn get(&self, mac: &Mac) -> Option<Netboot> {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.get(mac).map(|(n, _)| *n)
+    }
+
     /// Sets one machine's decision and writes the file.
     pub fn set(&self, mac: Mac, netboot: Netboot, name: &str) -> Result<(), NetbootError> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
