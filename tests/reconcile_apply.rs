@@ -849,3 +849,15 @@ fn killed_apply_during_pxe_does_not_power_cycle_again() {
         status["w1"]["desired_digest"]
     );
 }
+
+/// Without --yes, apply asks; with no terminal to ask on it refuses before touching anything.
+#[test]
+fn apply_without_yes_and_without_a_terminal_changes_nothing() {
+    let lab = Lab::new(&[("w1", "worker")]);
+    let out = lab.roundhouse(&["apply", "cluster.hcl"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"), "{}", text(&out));
+    assert!(!lab.root().join("power.log").exists());
+    assert!(!lab.root().join("assets/boot-state/netboot.json").exists());
+    assert_eq!(lab.status()["w1"]["state"], "unknown");
+}

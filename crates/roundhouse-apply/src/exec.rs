@@ -266,11 +266,23 @@ impl Executor {
                         me.emit(spec, "started", item.action.as_str());
                         match me.run_node(&item, spec).await {
                             Ok(()) => {
-                                me.emit(
-                                    spec,
-                                    "succeeded",
-                                    format!("runs config {}", short_digest(&spec.digest)),
-                                );
+                                // A resumed attempt confirms the config it started, which may
+                                // not be the desired one any more.
+                                let applied = me
+                                    .store
+                                    .node(&spec.mac)
+                                    .ok()
+                                    .flatten()
+                                    .and_then(|r| r.applied_digest().and_then(|d| d.known().map(str::to_string)))
+                                    .unwrap_or_else(|| spec.digest.clone());
+                                let mut msg = format!("runs config {}", short_digest(&applied));
+                                if applied != spec.digest {
+                                    msg.push_str(&format!(
+                                        "; the desired config is now {}: the next apply re-plans it",
+                                        short_digest(&spec.digest)
+                                    ));
+                                }
+                                me.emit(spec, "succeeded", msg);
                                 NodeResult::Succeeded
                             }
                             Err(why) => {
