@@ -486,6 +486,18 @@ fn pxe_install_then_in_place_reprovision_then_nothing_to_do() {
     }
     let again = lab.roundhouse(&["plan", "cluster.hcl", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    // `render` uses the same managed keys: its output is byte for byte what apply published.
+    let rendered = lab.root().join("rendered");
+    let r = lab.roundhouse(&["render", "cluster.hcl", "--out", rendered.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    for n in &lab.nodes {
+        let file = format!("ignition/{}.ign", n.name);
+        assert_eq!(
+            std::fs::read(rendered.join(&file)).unwrap(),
+            std::fs::read(lab.root().join("assets/matchbox").join(&file)).unwrap(),
+            "{file}"
+        );
+    }
 
     lab.change_config(2);
     let plan = lab.plan_json();
@@ -856,7 +868,11 @@ fn apply_without_yes_and_without_a_terminal_changes_nothing() {
     let lab = Lab::new(&[("w1", "worker")]);
     let out = lab.roundhouse(&["apply", "cluster.hcl"]);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --yes"),
+        "{}",
+        text(&out)
+    );
     assert!(!lab.root().join("power.log").exists());
     assert!(!lab.root().join("assets/boot-state/netboot.json").exists());
     assert_eq!(lab.status()["w1"]["state"], "unknown");
