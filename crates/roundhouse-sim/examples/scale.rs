@@ -4,6 +4,7 @@
 //! memory.
 //!
 //! `cargo run --release -p roundhouse-sim --example scale -- [N] [P] [TIME_FACTOR]`
+//! (`SCALE_DIR=/dev/shm` keeps the disks in memory).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -130,7 +131,11 @@ async fn main() {
     let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let p: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let factor: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0.01);
-    let tmp = tempfile::tempdir().unwrap();
+    // SCALE_DIR (default: the system temp dir) holds the machines' disks.
+    let tmp = match std::env::var_os("SCALE_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let www = tmp.path().join("www");
     fs::create_dir_all(www.join("assets")).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -75,6 +75,16 @@ pub struct Fleet {
     control: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     spec: FleetSpec,
+    _teardown: Teardown,
+}
+
+/// Unmounts the persistent namespaces when the fleet goes away, even on a panic.
+struct Teardown(Sandbox);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.0.teardown();
+    }
 }
 
 /// Port blocks handed out in this process.
@@ -123,9 +133,11 @@ impl Fleet {
         if !matches!(url.scheme(), "http" | "https") || !http.is_local(&url) {
             return Err(FleetError::BootUrl(spec.boot_url.clone()));
         }
-        let sandbox = Sandbox::detect().await?;
+        let mut sandbox = Sandbox::detect().await?;
         let state = |path: PathBuf| move |source| FleetError::State { path, source };
         std::fs::create_dir_all(&spec.state_dir).map_err(state(spec.state_dir.clone()))?;
+        let persistent = sandbox.enable_persistent(&spec.state_dir.join("ns"));
+        tracing::info!(persistent, "machine command sandbox: {:?}", sandbox.mode());
         let shim_dir = spec.state_dir.join("shims");
         shims::install(&shim_dir).map_err(state(shim_dir.clone()))?;
         let all = spec.all_machines();
@@ -177,6 +189,7 @@ impl Fleet {
                 found.ok_or(FleetError::Ports(ports_needed))?
             }
         };
+        let teardown = Teardown(sandbox.clone());
         let env = Arc::new(Env {
             http,
             sandbox,
@@ -231,6 +244,7 @@ impl Fleet {
             control,
             tasks,
             spec,
+            _teardown: teardown,
         })
     }
 

@@ -881,7 +881,17 @@ impl Runner {
             shims: self.env.shims.clone(),
             disks: self.m.dir.join("disks"),
             mnt: self.m.dir.join("mnt"),
+            ns: None,
         };
+        let boots = lock(&self.m.status).boots;
+        // Held for as long as this OS runs; dropping it unmounts the namespace.
+        let _ns = self
+            .env
+            .sandbox
+            .enter(&layout, &format!("{}-{boots}", self.m.spec.mac.hexhyp()))
+            .await;
+        let mut layout = layout;
+        layout.ns = _ns.as_ref().map(|n| n.path().to_path_buf());
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(OsContext {
             tree: tree.clone(),

@@ -36,6 +36,44 @@ pub struct SandboxError(pub String);
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     mode: Mode,
+    /// Root only: a private mount holding one persistent mount namespace per running OS, so
+    /// a command costs one `nsenter` instead of assembling the tree again.
+    ns_dir: Option<PathBuf>,
+}
+
+/// A persistent mount namespace with a machine's tree assembled; unmounted on drop.
+#[derive(Debug)]
+pub struct Namespace {
+    file: PathBuf,
+}
+
+impl Namespace {
+    /// The bind-mounted namespace file.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Synchronous on purpose: drop must leave no mount behind on every return path.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.file)
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+fn run_quiet(prog: &str, args: &[&std::ffi::OsStr]) -> bool {
+    std::process::Command::new(prog)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// Whether this process runs as root (from `/proc/self/status`, to avoid `unsafe` libc calls).
@@ -71,7 +109,7 @@ impl Sandbox {
         } else {
             Mode::UserNamespace
         };
-        let sb = Sandbox { mode };
+        let sb = Sandbox { mode, ns_dir: None };
         let out = tokio::process::Command::new("unshare")
             .args(sb.unshare_args())
             .args(["true"])
@@ -97,6 +135,70 @@ impl Sandbox {
         self.mode
     }
 
+    /// As root, keeps one mount namespace per running OS under `dir` (a private bind mount
+    /// of itself). Namespaces left by a simulator that was killed are removed first. Returns
+    /// whether persistent namespaces are in use; without them every command assembles its
+    /// tree anew, which is slower but needs no host mount.
+    pub fn enable_persistent(&mut self, dir: &Path) -> bool {
+        if self.mode != Mode::Root || !on_path("nsenter") {
+            return false;
+        }
+        if std::fs::create_dir_all(dir).is_err() {
+            return false;
+        }
+        let d = dir.as_os_str();
+        // Stale namespaces and an old private mount of the directory.
+        let _ = run_quiet("umount", &["-l".as_ref(), d]);
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        if run_quiet("mount", &["--bind".as_ref(), d, d])
+            && run_quiet("mount", &["--make-private".as_ref(), d])
+        {
+            self.ns_dir = Some(dir.to_path_buf());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Unmounts every persistent namespace (idempotent).
+    pub fn teardown(&self) {
+        if let Some(d) = &self.ns_dir {
+            let _ = run_quiet("umount", &["-l".as_ref(), d.as_os_str()]);
+        }
+    }
+
+    /// Assembles `layout` once in a persistent namespace named `name`, when enabled.
+    pub async fn enter(&self, layout: &Layout, name: &str) -> Option<Namespace> {
+        let dir = self.ns_dir.as_ref()?;
+        let file = dir.join(name);
+        std::fs::write(&file, "").ok()?;
+        let ns = Namespace { file };
+        let mut mount_arg = std::ffi::OsString::from("--mount=");
+        mount_arg.push(&ns.file);
+        let out = tokio::process::Command::new("unshare")
+            .arg(&mount_arg)
+            .args(["--propagation", "private", "sh", "-c"])
+            .arg(layout.mount_script())
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .ok()?;
+        if !out.status.success() {
+            tracing::warn!(
+                "persistent namespace {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(ns)
+    }
+
     fn unshare_args(&self) -> &'static [&'static str] {
         match self.mode {
             Mode::Root => &["-m", "--propagation", "private"],
@@ -112,6 +214,28 @@ impl Sandbox {
         script: &str,
         env: &[(&str, &str)],
     ) -> tokio::process::Command {
+        if let Some(ns) = &layout.ns {
+            let mut mount_arg = std::ffi::OsString::from("--mount=");
+            mount_arg.push(ns);
+            let mut c = tokio::process::Command::new("nsenter");
+            c.arg(mount_arg)
+                .arg("chroot")
+                .arg(&layout.mnt)
+                .arg("/usr/bin/env")
+                .arg("-i")
+                .arg(format!("PATH={PATH}"));
+            for (k, v) in env {
+                c.arg(format!("{k}={v}"));
+            }
+            c.args(["/bin/sh", "-c", script])
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            return c;
+        }
         let mut c = tokio::process::Command::new("unshare");
         c.args(self.unshare_args())
             .arg("sh")
@@ -142,6 +266,8 @@ pub struct Layout {
     pub disks: PathBuf,
     /// An empty directory used as the mount point of the assembled root.
     pub mnt: PathBuf,
+    /// A persistent namespace holding this layout already assembled ([`Sandbox::enter`]).
+    pub ns: Option<PathBuf>,
 }
 
 fn q(p: &Path) -> String {
@@ -157,6 +283,19 @@ impl Layout {
     /// The shell script that assembles the tree in the new namespace and starts the command
     /// (`$1`) under chroot.
     fn setup_script(&self, env: &[(&str, &str)]) -> String {
+        let mut s = self.mount_script();
+        s.push_str("cd \"$R\"\n");
+        s.push_str("exec chroot \"$R\" /usr/bin/env -i");
+        s.push_str(&format!(" PATH={}", qs(PATH)));
+        for (k, v) in env {
+            s.push_str(&format!(" {}={}", k, qs(v)));
+        }
+        s.push_str(" /bin/sh -c \"$1\"\n");
+        s
+    }
+
+    /// The part of the setup that mounts the machine's tree at `$R`.
+    fn mount_script(&self) -> String {
         let mut s = String::from("set -e\n");
         s.push_str(&format!("R={}\n", q(&self.mnt)));
         // Shortest mount point first: "/" then "/usr" then "/usr/share/oem".
@@ -186,18 +325,11 @@ impl Layout {
             "mount --bind {} \"$R/run\"\n\
              mkdir -p \"$R/run/sim/bin\" \"$R/run/sim/disk\"\n\
              mount --bind {} \"$R/run/sim/bin\"\n\
-             mount --bind {} \"$R/run/sim/disk\"\n\
-             cd \"$R\"\n",
+             mount --bind {} \"$R/run/sim/disk\"\n",
             q(&self.run_dir),
             q(&self.shims),
             q(&self.disks)
         ));
-        s.push_str("exec chroot \"$R\" /usr/bin/env -i");
-        s.push_str(&format!(" PATH={}", qs(PATH)));
-        for (k, v) in env {
-            s.push_str(&format!(" {}={}", k, qs(v)));
-        }
-        s.push_str(" /bin/sh -c \"$1\"\n");
         s
     }
 }

@@ -72,6 +72,7 @@ async fn fixture() -> Fixture {
             shims: shim_dir,
             disks: dir.join("disks"),
             mnt: dir.join("mnt"),
+            ns: None,
         },
         sandbox: Sandbox::detect().await.expect("sandbox"),
         events: tx,
