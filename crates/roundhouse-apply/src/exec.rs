@@ -214,13 +214,12 @@ impl Executor {
     /// Emits a step and notes it in the node's history.
     fn step(&self, spec: &NodeSpec, message: impl Into<String>) {
         let message = message.into();
-        let _ = self.store.note(&spec.mac, &message, now());
+        let _ = blocking(|| self.store.note(&spec.mac, &message, now()));
         self.emit(spec, "step", message);
     }
 
     fn change(&self, spec: &NodeSpec, change: Change) -> StepResult {
-        self.store
-            .apply(&spec.mac, change, now())
+        blocking(|| self.store.apply(&spec.mac, change, now()))
             .map(|_| ())
             .map_err(|e| format!("recording state: {e}"))
     }
@@ -268,9 +267,7 @@ impl Executor {
                             Ok(()) => {
                                 // A resumed attempt confirms the config it started, which may
                                 // not be the desired one any more.
-                                let applied = me
-                                    .store
-                                    .node(&spec.mac)
+                                let applied = blocking(|| me.store.node(&spec.mac))
                                     .ok()
                                     .flatten()
                                     .and_then(|r| r.applied_digest().and_then(|d| d.known().map(str::to_string)))
@@ -288,11 +285,11 @@ impl Executor {
                             Err(why) => {
                                 failures.fetch_add(1, Ordering::SeqCst);
                                 let why = format!("node {}: {why}", spec.name);
-                                if let Ok(Some(r)) = me.store.node(&spec.mac)
+                                if let Ok(Some(r)) = blocking(|| me.store.node(&spec.mac))
                                     && r.state.pending_intent().is_some()
                                 {
                                     let _ =
-                                        me.store.apply(&spec.mac, Change::Fail(why.clone()), now());
+                                        blocking(|| me.store.apply(&spec.mac, Change::Fail(why.clone()), now()));
                                 }
                                 me.emit(spec, "failed", why.clone());
                                 NodeResult::Failed(why)
@@ -755,6 +752,16 @@ impl Executor {
             )),
         }
         msg
+    }
+}
+
+/// Runs a synchronous store call. Store calls are short transactions, but one may wait for the
+/// file while another process (`status`) has it open; on a multi-threaded runtime that wait
+/// must not hold up the other nodes' tasks on the same worker thread.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
