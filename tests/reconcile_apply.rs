@@ -472,6 +472,7 @@ fn pxe_install_then_in_place_reprovision_then_nothing_to_do() {
         assert_eq!(s["applied_digest"], s["desired_digest"], "{name}");
         assert_eq!(s["drift"], false);
         assert_eq!(s["last_fetch"]["current"], true, "{name}: {s}");
+        assert_eq!(s["last_fetch"]["config_digest"], s["applied_digest"], "{name}: {s}");
         assert_eq!(s["last_action"]["kind"], "confirmed");
     }
     let netboot: serde_json::Value = serde_json::from_slice(

@@ -52,6 +52,8 @@ struct LastFetch {
     at: roundhouse_plan::Timestamp,
     /// SHA-256 of the bytes served.
     sha256: Option<String>,
+    /// The config digest those bytes were published for, when roundhouse published them.
+    config_digest: Option<String>,
     /// Whether those are the bytes published now for this node.
     current: bool,
 }
@@ -73,6 +75,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         std::fs::read(args.state.data_dir(cluster).join(MANIFEST_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
+    let published = roundhouse_apply::publish::Published::load(&cluster.asset_dir);
     let mut rows = Vec::new();
     for (node, rendered) in cluster.nodes.iter().zip(&prepared.rendered.nodes) {
         let record = match &store {
@@ -96,15 +99,20 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|m| m.nodes.iter().find(|n| n.name == node.name))
             .map(|n| n.final_ignition_sha256.as_str().to_string());
+        let desired = rendered.digest.as_str().to_string();
+        let applied = record.as_ref().and_then(|r| r.applied_digest().cloned());
+        let applied_known = applied.as_ref().and_then(|a| a.known());
         let last_fetch = journal
             .last_config_fetch(&node.mac, &node.name)
             .map(|f| LastFetch {
                 at: f.at,
                 current: f.digest.is_some() && f.digest == published_sha,
+                config_digest: f
+                    .digest
+                    .as_deref()
+                    .and_then(|sha| published.digest_for_sha(sha, applied_known)),
                 sha256: f.digest,
             });
-        let desired = rendered.digest.as_str().to_string();
-        let applied = record.as_ref().and_then(|r| r.applied_digest().cloned());
         rows.push(NodeStatus {
             name: node.name.clone(),
             role: node.role.as_str(),

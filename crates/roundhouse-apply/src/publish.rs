@@ -70,6 +70,24 @@ impl Published {
         self.map.insert(digest.to_string(), sha.to_string());
     }
 
+    /// The config digest whose final config was published as bytes with SHA-256 `sha`. Several
+    /// digests can share bytes (they differ only in kernel arguments); `preferred` wins if it
+    /// is one of them.
+    pub fn digest_for_sha(&self, sha: &str, preferred: Option<&str>) -> Option<String> {
+        let mut found = self
+            .map
+            .iter()
+            .filter(|(_, v)| v.as_str() == sha)
+            .map(|(k, _)| k);
+        let first = found.next()?;
+        if let Some(p) = preferred
+            && self.map.get(p).is_some_and(|v| v == sha)
+        {
+            return Some(p.to_string());
+        }
+        Some(first.clone())
+    }
+
     /// The published SHA-256 for config `digest`.
     pub fn sha_for(&self, digest: &str) -> Option<String> {
         self.map.get(digest).cloned()
