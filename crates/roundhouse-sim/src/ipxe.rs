@@ -304,12 +304,33 @@ async fn exec(
     initrds: &mut Vec<String>,
     log: &mut Vec<FetchRecord>,
 ) -> Result<Flow, String> {
-    // Options (`--name`, `-n`) before the URL are flags of the command itself.
-    let positional: Vec<&str> = args
-        .iter()
-        .copied()
-        .skip_while(|a| a.starts_with('-'))
-        .collect();
+    // Options before the URL belong to the command; some take a value (`--drive 0x80`,
+    // `--name x`, `--timeout 5000`), the others are flags (`--no-describe`, `--autofree`).
+    let takes_value: &[&str] = match cmd {
+        "sanboot" | "sanhook" => &[
+            "--drive",
+            "-d",
+            "--filename",
+            "-f",
+            "--extra",
+            "-e",
+            "--label",
+            "-l",
+            "--uuid",
+            "-u",
+        ],
+        _ => &["--name", "-n", "--timeout", "-t"],
+    };
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with('-') {
+        let opt = args[i].split('=').next().unwrap_or("");
+        i += if takes_value.contains(&opt) && !args[i].contains('=') {
+            2
+        } else {
+            1
+        };
+    }
+    let positional: Vec<&str> = args.iter().copied().skip(i).collect();
     match cmd {
         "dhcp" | "ifopen" | "ifconf" | "imgfree" | "sleep" | "prompt" | "ntp" => Ok(Flow::Next),
         "echo" => Ok(Flow::Next),
