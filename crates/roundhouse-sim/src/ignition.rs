@@ -669,11 +669,7 @@ impl Fs<'_> {
             path,
             fs::set_permissions(&host, fs::Permissions::from_mode(mode)),
         )?;
-        io(
-            "chown",
-            path,
-            std::os::unix::fs::chown(&host, Some(uid), Some(gid)),
-        )
+        io("chown", path, crate::os::chown(&host, uid, gid, false))
     }
 
     fn file(&self, f: &File, sources: &Sources) -> Result<()> {
@@ -715,11 +711,7 @@ impl Fs<'_> {
             &d.path,
             fs::set_permissions(&host, fs::Permissions::from_mode(d.mode.unwrap_or(0o755))),
         )?;
-        io(
-            "chown",
-            &d.path,
-            std::os::unix::fs::chown(&host, Some(uid), Some(gid)),
-        )
+        io("chown", &d.path, crate::os::chown(&host, uid, gid, false))
     }
 
     fn link(&self, l: &Link) -> Result<()> {
@@ -737,11 +729,7 @@ impl Fs<'_> {
             io("hard link", &l.path, fs::hard_link(&target, &host))?;
         } else {
             io("symlink", &l.path, symlink(&l.target, &host))?;
-            io(
-                "chown",
-                &l.path,
-                std::os::unix::fs::lchown(&host, Some(uid), Some(gid)),
-            )?;
+            io("chown", &l.path, crate::os::chown(&host, uid, gid, true))?;
         }
         Ok(())
     }
@@ -849,11 +837,7 @@ impl Fs<'_> {
                             &home,
                             fs::set_permissions(&host, fs::Permissions::from_mode(0o755)),
                         )?;
-                        io(
-                            "chown",
-                            &home,
-                            std::os::unix::fs::chown(&host, Some(uid), Some(gid)),
-                        )?;
+                        io("chown", &home, crate::os::chown(&host, uid, gid, false))?;
                     }
                 }
                 (uid, gid, home)
@@ -933,11 +917,7 @@ impl Fs<'_> {
                 &d,
                 fs::set_permissions(&host, fs::Permissions::from_mode(0o700)),
             )?;
-            io(
-                "chown",
-                &d,
-                std::os::unix::fs::chown(&host, Some(uid), Some(gid)),
-            )?;
+            io("chown", &d, crate::os::chown(&host, uid, gid, false))?;
         }
         let mut text = u.ssh_authorized_keys.join("\n");
         text.push('\n');

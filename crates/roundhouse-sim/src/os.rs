@@ -68,9 +68,28 @@ pub fn seed_root(root: &Path) -> std::io::Result<()> {
     if !home.exists() {
         fs::create_dir_all(&home)?;
         fs::set_permissions(&home, fs::Permissions::from_mode(0o755))?;
-        std::os::unix::fs::chown(&home, Some(CORE_ID), Some(CORE_ID))?;
+        chown(&home, CORE_ID, CORE_ID, false)?;
     }
     Ok(())
+}
+
+/// Changes a path's owner (`lchown` when `nofollow`). Without root there are no other users
+/// to give files to (the user namespace maps only the caller), so that failure is ignored:
+/// the simulation then runs with every file owned by the caller.
+pub fn chown(p: &Path, uid: u32, gid: u32, nofollow: bool) -> std::io::Result<()> {
+    let r = if nofollow {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+    } else {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid))
+    };
+    match r {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied && !crate::sandbox::is_root() =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Removes everything inside `dir` but keeps `dir` itself (its inode may be a mount source).
