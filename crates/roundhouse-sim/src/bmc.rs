@@ -217,6 +217,36 @@ async fn reset(State(b): State<Bmc>, headers: HeaderMap, body: axum::body::Bytes
     StatusCode::NO_CONTENT.into_response()
 }
 
+async fn nics(State(b): State<Bmc>, headers: HeaderMap) -> Response {
+    if !b.authorized(&headers) {
+        return unauthorized();
+    }
+    Json(json!({
+        "@odata.id": "/redfish/v1/Systems/1/EthernetInterfaces",
+        "@odata.type": "#EthernetInterfaceCollection.EthernetInterfaceCollection",
+        "Members@odata.count": 1,
+        "Members": [{"@odata.id": "/redfish/v1/Systems/1/EthernetInterfaces/1"}],
+    }))
+    .into_response()
+}
+
+async fn nic(State(b): State<Bmc>, headers: HeaderMap) -> Response {
+    if !b.authorized(&headers) {
+        return unauthorized();
+    }
+    let mac = b.machine.mac().to_string();
+    Json(json!({
+        "@odata.id": "/redfish/v1/Systems/1/EthernetInterfaces/1",
+        "@odata.type": "#EthernetInterface.v1_4_0.EthernetInterface",
+        "Id": "1",
+        "Name": "NIC 1",
+        "MACAddress": mac,
+        "PermanentMACAddress": mac,
+        "LinkStatus": "LinkUp",
+    }))
+    .into_response()
+}
+
 fn router(b: Bmc) -> Router {
     Router::new()
         .route("/redfish/v1", get(root))
@@ -227,6 +257,8 @@ fn router(b: Bmc) -> Router {
             "/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
             post(reset),
         )
+        .route("/redfish/v1/Systems/1/EthernetInterfaces", get(nics))
+        .route("/redfish/v1/Systems/1/EthernetInterfaces/1", get(nic))
         .with_state(b)
 }
 

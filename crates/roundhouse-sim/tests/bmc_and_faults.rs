@@ -129,6 +129,16 @@ async fn redfish_power_and_boot_override() {
     };
     let sys = get().await;
     assert_eq!(sys["PowerState"], "Off");
+    let nic: Value = http
+        .get(format!("{bmc}/redfish/v1/Systems/1/EthernetInterfaces/1"))
+        .basic_auth("admin", Some("secret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(nic["MACAddress"], "52:54:00:00:00:01");
     assert_eq!(sys["Boot"]["BootSourceOverrideEnabled"], "Disabled");
 
     let r = http
