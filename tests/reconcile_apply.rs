@@ -76,6 +76,10 @@ echo 1 > "$R/etc/sim-down"
 cat > "$R/usr/local/bin/sudo" <<'EOF'
 #!/bin/sh
 echo "sudo $*" >> /var/log/shim.log
+if [ "$1" = touch ] && [ -f /etc/sim-readonly-boot ]; then
+  echo "touch: cannot touch '$2': Read-only file system" >&2
+  exit 1
+fi
 exec "$@"
 EOF
 cat > "$R/usr/local/bin/systemctl" <<EOF
@@ -472,7 +476,10 @@ fn pxe_install_then_in_place_reprovision_then_nothing_to_do() {
         assert_eq!(s["applied_digest"], s["desired_digest"], "{name}");
         assert_eq!(s["drift"], false);
         assert_eq!(s["last_fetch"]["current"], true, "{name}: {s}");
-        assert_eq!(s["last_fetch"]["config_digest"], s["applied_digest"], "{name}: {s}");
+        assert_eq!(
+            s["last_fetch"]["config_digest"], s["applied_digest"],
+            "{name}: {s}"
+        );
         assert_eq!(s["last_action"]["kind"], "confirmed");
     }
     let netboot: serde_json::Value = serde_json::from_slice(
@@ -877,4 +884,33 @@ fn apply_without_yes_and_without_a_terminal_changes_nothing() {
     assert!(!lab.root().join("power.log").exists());
     assert!(!lab.root().join("assets/boot-state/netboot.json").exists());
     assert_eq!(lab.status()["w1"]["state"], "unknown");
+}
+
+/// A remote step that fails is reported with the node, the step, the command, its exit status
+/// and its stderr; nothing after it runs (no reboot), and the node keeps its installation, so
+/// the next plan tries in place again.
+#[test]
+fn a_failing_remote_step_stops_before_the_reboot() {
+    let mut lab = Lab::new(&[("w1", "worker")]);
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    lab.set_node("w1", "sim-readonly-boot", "");
+    lab.change_config(2);
+    let out = lab.apply(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "failed: node w1: creating /boot/flatcar/first_boot: `sudo touch /boot/flatcar/first_boot` \
+             exited with status 1: touch: cannot touch '/boot/flatcar/first_boot': Read-only file system"
+        ),
+        "{stderr}"
+    );
+    let log = lab.node_file("w1", "/var/log/shim.log");
+    assert!(!log.contains("reboot"), "{log}");
+    assert!(!log.contains("grub.cfg"), "{log}");
+    let status = lab.status();
+    assert_eq!(status["w1"]["state"], "failed");
+    assert_eq!(status["w1"]["drift"], true);
+    assert_eq!(action_of(&lab.plan_json(), "w1"), "reprovision-in-place");
 }
