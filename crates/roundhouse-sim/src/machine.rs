@@ -899,35 +899,13 @@ impl Runner {
             sandbox: self.env.sandbox.clone(),
             events: ev_tx,
         });
-        let mut servers = Vec::new();
-        let mut listening = Vec::new();
-        if faults.ssh_refused {
+        let (mut servers, mut listening) = if faults.ssh_refused {
             self.m.log("sshd: not started (simulated fault)");
+            (Vec::new(), Vec::new())
         } else {
-            match ssh::host_key(&tree) {
-                Ok(key) => {
-                    for port in systemd::sshd_ports(&tree) {
-                        let real = match port {
-                            22 => self.m.ports.ssh,
-                            2222 => self.m.ports.ssh_installer,
-                            other => {
-                                self.m
-                                    .log(format!("sshd: port {other} is not mapped in the lab"));
-                                continue;
-                            }
-                        };
-                        match ssh::serve(real, ctx.clone(), key.clone()).await {
-                            Ok(s) => {
-                                servers.push(s);
-                                listening.push(port);
-                            }
-                            Err(e) => self.m.fail(format!("sshd: binding 127.0.0.1:{real}: {e}")),
-                        }
-                    }
-                }
-                Err(e) => self.m.fail(format!("sshd: {e}")),
-            }
-        }
+            self.start_sshd(&tree, &ctx).await
+        };
+        let mut changed = self.m.changed.subscribe();
         let wanted = systemd::wanted_by(&tree, "multi-user.target");
         let mut oneshots = Vec::new();
         for name in &wanted {
@@ -983,8 +961,68 @@ impl Runner {
                     None => {}
                 },
                 _ = &mut units, if !units_done => units_done = true,
+                // Faults changed at run time: sshd goes away or comes back now, and the
+                // shims see installer_fails from their next run.
+                Ok(()) = changed.changed() => {
+                    let f = lock(&self.m.faults).clone();
+                    let marker = run_dir.join("sim/faults/installer_fails");
+                    if f.installer_fails {
+                        let _ = fs::write(&marker, "");
+                    } else {
+                        let _ = fs::remove_file(&marker);
+                    }
+                    if f.ssh_refused && !servers.is_empty() {
+                        servers.clear();
+                        listening.clear();
+                        self.m.log("sshd: stopped (simulated fault)");
+                        self.m.set(|s| s.ssh_listening.clear());
+                    } else if !f.ssh_refused && servers.is_empty() {
+                        (servers, listening) = self.start_sshd(&tree, &ctx).await;
+                        let l = listening.clone();
+                        self.m.set(|s| s.ssh_listening = l);
+                    }
+                },
             }
         }
+    }
+}
+
+impl Runner {
+    /// Starts sshd on the ports `sshd.socket` listens on, mapped to the machine's loopback
+    /// ports.
+    async fn start_sshd(
+        &self,
+        tree: &Tree,
+        ctx: &Arc<OsContext>,
+    ) -> (Vec<ssh::SshServer>, Vec<u16>) {
+        let mut servers = Vec::new();
+        let mut listening = Vec::new();
+        let key = match ssh::host_key(tree) {
+            Ok(k) => k,
+            Err(e) => {
+                self.m.fail(format!("sshd: {e}"));
+                return (servers, listening);
+            }
+        };
+        for port in systemd::sshd_ports(tree) {
+            let real = match port {
+                22 => self.m.ports.ssh,
+                2222 => self.m.ports.ssh_installer,
+                other => {
+                    self.m
+                        .log(format!("sshd: port {other} is not mapped in the lab"));
+                    continue;
+                }
+            };
+            match ssh::serve(real, ctx.clone(), key.clone()).await {
+                Ok(s) => {
+                    servers.push(s);
+                    listening.push(port);
+                }
+                Err(e) => self.m.fail(format!("sshd: binding 127.0.0.1:{real}: {e}")),
+            }
+        }
+        (servers, listening)
     }
 }
 
