@@ -18,9 +18,9 @@ fn write_if_missing(p: &Path, text: &str, mode: u32) -> std::io::Result<()> {
 }
 
 /// Fills an empty (or freshly wiped) root filesystem with Flatcar's base layout: the
-/// `/usr`-merged symlinks, `/etc/passwd` with `root` and `core` (500), groups including
-/// `wheel`, `sudo` and `docker`, and `/home/core` owned by core (Ignition writes its keys there
-/// as that user). Existing files are kept.
+/// `/usr`-merged symlinks, `/etc/passwd` with `root`, `etcd` (232), `core` (500) and `nobody`,
+/// groups including `wheel`, `sudo`, `etcd` and `docker`, and `/home/core` owned by core
+/// (Ignition writes its keys there as that user). Existing files are kept.
 pub fn seed_root(root: &Path) -> std::io::Result<()> {
     for d in [
         "etc", "home", "root", "tmp", "var", "var/lib", "run", "dev", "proc", "sys", "usr", "boot",
@@ -51,17 +51,21 @@ pub fn seed_root(root: &Path) -> std::io::Result<()> {
     let etc = root.join("etc");
     write_if_missing(
         &etc.join("passwd"),
-        "root:x:0:0:root:/root:/bin/bash\ncore:x:500:500:Flatcar Admin:/home/core:/bin/bash\n",
+        "root:x:0:0:root:/root:/bin/bash\n\
+         etcd:x:232:232:etcd user:/dev/null:/sbin/nologin\n\
+         core:x:500:500:Flatcar Admin:/home/core:/bin/bash\n\
+         nobody:x:65534:65534:nobody:/:/sbin/nologin\n",
         0o644,
     )?;
     write_if_missing(
         &etc.join("group"),
-        "root:x:0:\nwheel:x:10:root,core\nsudo:x:150:core\ndocker:x:233:core\nusers:x:100:\ncore:x:500:\n",
+        "root:x:0:\nwheel:x:10:root,core\nusers:x:100:\nsudo:x:150:core\netcd:x:232:\n\
+         docker:x:233:core\ncore:x:500:\nnogroup:x:65534:\n",
         0o644,
     )?;
     write_if_missing(
         &etc.join("shadow"),
-        "root:*:1::::::\ncore:*:1::::::\n",
+        "root:*:1::::::\netcd:*:1::::::\ncore:*:1::::::\nnobody:*:1::::::\n",
         0o640,
     )?;
     let home = root.join("home/core");

@@ -195,6 +195,22 @@ async fn pxe_install_first_boot_and_in_place_reprovision() {
         )
     );
 
+    // Flatcar's system users exist, as a controller's post-provision hook expects.
+    let out = ssh(
+        ports.ssh,
+        &user_key,
+        &kh,
+        "sudo chown etcd:etcd /etc/marker-v1 && stat -c %U:%G /etc/marker-v1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "etcd:etcd\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // In-place re-provision, the way roundhouse does it over SSH.
     write(
         &www,
