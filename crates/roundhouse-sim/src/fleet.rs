@@ -166,17 +166,26 @@ impl Fleet {
                 )
             }
             None => {
+                // Candidate bases are 20000 + 300k, so every fleet's BMC ports are 2 mod 3 and
+                // its sshd ports 0 or 1 mod 3: a fleet of another process that overlaps this
+                // block always holds one of its BMC ports, and the bind below fails. sshd ports
+                // are bound only while a machine runs, so fleets of this process are also
+                // remembered.
+                const FIRST: usize = 20_000;
+                const GRANULE: usize = 300;
+                let slots = (32_768 - FIRST) / GRANULE;
+                let start = std::process::id() as usize % 40;
                 let mut found = None;
-                let mut base = 20_000usize + (std::process::id() as usize % 40) * 100;
-                // sshd ports are bound only while a machine runs, so a free-looking port may
-                // belong to another fleet of this process: blocks are remembered.
                 let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
-                while base + ports_needed < 32_768 {
+                for j in 0..slots {
+                    let base = FIRST + GRANULE * ((start + j) % slots);
+                    if base + ports_needed >= 32_768 {
+                        continue;
+                    }
                     let overlaps = taken
                         .iter()
                         .any(|(b, len)| base < b + len && *b < base + ports_needed);
                     if overlaps {
-                        base += ports_needed.max(100) + 7;
                         continue;
                     }
                     if let Ok(l) = try_block(base as u16, n) {
@@ -184,7 +193,6 @@ impl Fleet {
                         found = Some((base as u16, l));
                         break;
                     }
-                    base += ports_needed.max(100) + 7;
                 }
                 found.ok_or(FleetError::Ports(ports_needed))?
             }
