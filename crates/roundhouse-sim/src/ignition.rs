@@ -989,6 +989,31 @@ mod tests {
     }
 
     #[test]
+    fn merge_replaces_by_key_and_appends_the_rest() {
+        let parent = Config::parse(
+            br#"{"ignition":{"version":"3.3.0"},"storage":{"files":[
+            {"path":"/a","contents":{"source":"data:,parent"}},{"path":"/b"}]},
+            "systemd":{"units":[{"name":"x.service","enabled":true}]}}"#,
+        )
+        .unwrap();
+        let child = Config::parse(
+            br#"{"ignition":{"version":"3.3.0"},"storage":{"files":[
+            {"path":"/a","contents":{"source":"data:,child"}},{"path":"/c"}]},
+            "systemd":{"units":[{"name":"x.service","enabled":false}]}}"#,
+        )
+        .unwrap();
+        let m = parent.merge(child);
+        let paths: Vec<&str> = m.storage.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, vec!["/a", "/b", "/c"]);
+        assert_eq!(
+            m.storage.files[0].contents.source.as_deref(),
+            Some("data:,child")
+        );
+        assert_eq!(m.systemd.units.len(), 1);
+        assert_eq!(m.systemd.units[0].enabled, Some(false));
+    }
+
+    #[test]
     fn symlinked_parent_stays_inside_the_tree() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("root");
