@@ -161,7 +161,23 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         )
     })?;
     let netboot = if cluster.netboot_gating {
-        let w = NetbootWriter::new(&boot_state, initial_netboot(&records, &prepared.names()));
+        let mut decisions = initial_netboot(&records, &prepared.names());
+        // Machines that never ran an installation get the installer from the start: one
+        // publication instead of one per node (each waits for the boot server to reload). A
+        // machine with an installation is switched only right before its own power action,
+        // so one that is never started (--max-failures) cannot reinstall itself on a reboot.
+        for item in &plan.items {
+            if item.action == roundhouse_plan::Action::Provision && item.old_digest.is_none() {
+                decisions.insert(
+                    item.mac,
+                    (
+                        roundhouse_boot::state::Netboot::InstallPending,
+                        item.name.clone(),
+                    ),
+                );
+            }
+        }
+        let w = NetbootWriter::new(&boot_state, decisions);
         w.write()?;
         Some(Arc::new(w))
     } else {

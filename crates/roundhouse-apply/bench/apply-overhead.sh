@@ -98,13 +98,15 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$ssh_port") 2>/dev/null && 
 
 start=$(date +%s.%N)
 set +e
-"$bin" apply cluster.hcl --yes --max-parallel "$p" \
+/usr/bin/time -f "apply's own CPU: user %U s, system %S s" \
+  "$bin" apply cluster.hcl --yes --max-parallel "$p" \
   --poll-initial "${POLL_INITIAL:-0.5}" --poll-max "${POLL_MAX:-2}" \
   --connect-timeout 10 --pxe-timeout 600 > apply.out 2> apply.err
 rc=$?
 set -e
 end=$(date +%s.%N)
-tail -1 apply.err | sed 's/^/  /' >&2 || true
+tail -2 apply.err | sed 's/^/  /' >&2 || true
+cp apply.err "${TMPDIR:-/tmp}/apply-overhead.err"   # the per-node timeline, for a closer look
 python3 - "$n" "$p" "$t" "$start" "$end" "$rc" <<'EOF'
 import math, sys
 n, p, t = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])

@@ -218,6 +218,13 @@ impl Executor {
         self.emit(spec, "step", message);
     }
 
+    /// Emits a routine step without writing it to the history: every store write is a durable
+    /// commit, and they are serialised, so routine chatter would slow a large rollout (the
+    /// transitions around it are recorded anyway).
+    fn progress(&self, spec: &NodeSpec, message: impl Into<String>) {
+        self.emit(spec, "step", message.into());
+    }
+
     fn change(&self, spec: &NodeSpec, change: Change) -> StepResult {
         blocking(|| self.store.apply(&spec.mac, change, now()))
             .map(|_| ())
@@ -445,7 +452,9 @@ impl Executor {
     }
 
     async fn pxe_trigger(&self, spec: &NodeSpec) -> StepResult {
-        if let Some(nb) = &self.netboot {
+        if let Some(nb) = &self.netboot
+            && nb.get(&spec.mac) != Some(Netboot::InstallPending)
+        {
             let written = std::time::SystemTime::now();
             nb.set(spec.mac, Netboot::InstallPending, &spec.name)
                 .map_err(|e| format!("marking it install-pending: {e}"))?;
@@ -464,7 +473,7 @@ impl Executor {
             domain: spec.domain.clone(),
             asset_dir: self.asset_dir.clone(),
         };
-        self.step(spec, "running the power action (PXE boot)");
+        self.progress(spec, "running the power action (PXE boot)");
         match spec.power.pxe_boot(&target).await {
             Ok(out) => {
                 if !out.text.trim().is_empty() {
@@ -543,7 +552,7 @@ impl Executor {
     /// grub.cfg (kernel arguments are not part of Ignition), remove a stale `/ignition_ran`,
     /// reboot (a dropped connection is the reboot happening).
     async fn in_place_trigger(&self, spec: &NodeSpec, session: Session) -> StepResult {
-        self.step(
+        self.progress(
             spec,
             format!("connected to {}; setting first_boot", self.target(spec)),
         );
@@ -562,7 +571,7 @@ impl Executor {
             "removing a stale /ignition_ran",
         )
         .await?;
-        self.step(spec, "rebooting");
+        self.progress(spec, "rebooting");
         match session.exec_reboot("sudo systemctl reboot").await {
             Ok(Reboot::ConnectionDropped) => Ok(()),
             Ok(Reboot::Exited(out)) if out.success() => {
@@ -616,7 +625,7 @@ impl Executor {
         let mut pause = self.settings.poll_initial;
         let mut seen_fetch = None;
         let mut last_ssh = String::from("not tried yet (waiting for the fetch first)");
-        self.step(
+        self.progress(
             spec,
             format!(
                 "waiting up to {} for the node to fetch config {} (final config {}) and come up",
