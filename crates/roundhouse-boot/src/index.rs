@@ -15,7 +15,7 @@
 //! missing label). The first match in rank order among those candidates is exactly matchbox's
 //! answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -68,14 +68,14 @@ pub struct GroupEntry {
     pub rank: u32,
     /// File it came from, relative to the data directory.
     pub source: String,
-    selector: Vec<(String, String)>,
 }
 
 impl GroupEntry {
     /// Whether every selector equals the label of the same key. A missing label reads as the
     /// empty string, as a Go map lookup does.
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.selector
+        self.group
+            .selector
             .iter()
             .all(|(k, v)| labels.get(k).unwrap_or("") == v)
     }
@@ -267,12 +267,7 @@ impl Index {
         let mut unindexed = Vec::new();
         for (rank, (_, _, source, group)) in keyed_groups.into_iter().enumerate() {
             let rank = rank as u32;
-            let selector: Vec<(String, String)> = group
-                .selector
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            match index_key(&selector) {
+            match index_key(&group.selector) {
                 Some((k, v)) => {
                     let slot = match keyed.iter().position(|ki| ki.key == k) {
                         Some(i) => i,
@@ -296,7 +291,6 @@ impl Index {
                 group,
                 rank,
                 source,
-                selector,
             });
         }
         report.groups = entries.len();
@@ -479,8 +473,8 @@ fn selector_string(g: &Group) -> String {
     reqs.join(",")
 }
 
-fn index_key(selector: &[(String, String)]) -> Option<(&str, &str)> {
-    let usable = |(k, v): &&(String, String)| !v.is_empty() && !k.is_empty();
+fn index_key(selector: &BTreeMap<String, String>) -> Option<(&str, &str)> {
+    let usable = |(k, v): &(&String, &String)| !v.is_empty() && !k.is_empty();
     PREFERRED_KEYS
         .iter()
         .find_map(|p| selector.iter().filter(usable).find(|(k, _)| k == p))
