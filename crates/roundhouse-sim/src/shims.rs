@@ -58,6 +58,25 @@ if [ -f /run/sim/faults/installer_fails ]; then
   echo "flatcar-install: writing $disk failed (simulated I/O error)" >&2; exit 1
 fi
 echo "Downloading, writing and verifying flatcar_production_image.bin.bz2 (channel $channel, version $version${base:+, from $base})..."
+if [ -n "$base" ]; then
+  # With -b the image comes from the boot server: fetch it (bash's /dev/tcp, HTTP/1.0) so a
+  # missing image fails the install as it would on a real machine. Other hosts are not
+  # contacted from the lab.
+  url="$base/$version/flatcar_production_image.bin.bz2"
+  case "$url" in
+    http://127.*|http://localhost[:/]*)
+      hostport="${url#http://}"; hostport="${hostport%%/*}"; path="/${url#http://*/}"
+      host="${hostport%%:*}"; port="${hostport##*:}"; [ "$port" = "$hostport" ] && port=80
+      status="$(bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1
+printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3
+IFS= read -r line <&3; echo "$line"; cat <&3 >/dev/null' sh "$host" "$port" "$path" 2>/dev/null)" || status=""
+      code="$(echo "$status" | cut -d' ' -f2)"
+      if [ "$code" != 200 ]; then
+        echo "flatcar-install: downloading $url failed${code:+: HTTP $code}" >&2; exit 1
+      fi;;
+    *) echo "flatcar-install: $url is outside the lab network: not contacted (assumed downloaded)";;
+  esac
+fi
 ev "flatcar-install disk=$disk channel=$channel version=$version base=$base"
 for p in "$dd"/* "$dd"/.image; do [ -e "$p" ] && rm -rf "$p"; done
 mkdir -p "$dd/EFI-SYSTEM/flatcar/grub" "$dd/OEM" "$dd/ROOT"

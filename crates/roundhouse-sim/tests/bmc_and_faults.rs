@@ -41,6 +41,11 @@ async fn boot_server(tmp: &Path) -> (StaticServer, String) {
     );
     write(&www, "assets/k", "k");
     write(&www, "assets/i", "i");
+    write(
+        &www,
+        "assets/flatcar/3975.2.0/flatcar_production_image.bin.bz2",
+        "image",
+    );
     let final_url = format!("{base}/final.ign?os=installed");
     write(
         &www,
@@ -441,10 +446,37 @@ async fn missing_kernel_is_a_boot_failure_and_sanboot_boots_the_disk() {
         "{i:#?}"
     );
 
-    // With the kernel back (and the disk first, so the install is not repeated on every
+    // With the kernel back but no OS image for `flatcar-install -b`, the install fails.
+    write(&www, "assets/k", "k");
+    let image = www.join("assets/flatcar/3975.2.0/flatcar_production_image.bin.bz2");
+    fs::remove_file(&image).unwrap();
+    m.reset();
+    let i = m
+        .wait_for(Duration::from_secs(30), |i| {
+            i.status
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("installer.service failed (attempt 5)"))
+        })
+        .await
+        .unwrap_or_else(|i| panic!("{i:#?}"));
+    assert_eq!(i.status.installs, 0);
+    assert!(
+        m.log()
+            .iter()
+            .any(|l| l.contains("flatcar_production_image.bin.bz2 failed: HTTP 404")),
+        "{:#?}",
+        m.log()
+    );
+
+    // With the image back (and the disk first, so the install is not repeated on every
     // boot), the machine installs; then, network first again, the boot server says "boot
     // the disk".
-    write(&www, "assets/k", "k");
+    write(
+        &www,
+        "assets/flatcar/3975.2.0/flatcar_production_image.bin.bz2",
+        "image",
+    );
     m.set_boot_order(vec![BootDevice::Disk, BootDevice::Pxe]);
     m.reset();
     m.wait_for(Duration::from_secs(30), installed)

@@ -54,6 +54,11 @@ async fn pxe_install_first_boot_and_in_place_reprovision() {
         "assets/flatcar/current/flatcar_production_pxe_image.cpio.gz",
         "initrd bytes",
     );
+    write(
+        &www,
+        "assets/flatcar/3975.2.0/flatcar_production_image.bin.bz2",
+        "image bytes",
+    );
     let final_url = format!("{base}/final.ign?mac={MAC}&os=installed");
     let script = installer_script(
         &base,
@@ -175,6 +180,7 @@ async fn pxe_install_first_boot_and_in_place_reprovision() {
         "GET /assets/flatcar/current/flatcar_production_pxe.vmlinuz 200".into(),
         "GET /assets/flatcar/current/flatcar_production_pxe_image.cpio.gz 200".into(),
         format!("GET /ignition?uuid={uuid}&mac=52-54-00-00-00-01 200"),
+        "GET /assets/flatcar/3975.2.0/flatcar_production_image.bin.bz2 200".into(),
         format!("GET /final.ign?mac={MAC}&os=installed 200"),
     ];
     assert_eq!(reqs, expected);

@@ -75,7 +75,10 @@ impl StaticServer {
                 let start = l.find('"')?;
                 let rest = &l[start + 1..];
                 let end = rest.find('"')?;
-                let req = rest[..end].trim_end_matches(" HTTP/1.1").to_string();
+                let req = rest[..end]
+                    .trim_end_matches(" HTTP/1.1")
+                    .trim_end_matches(" HTTP/1.0")
+                    .to_string();
                 let status = rest[end + 1..].split_whitespace().next().unwrap_or("");
                 Some(format!("{req} {status}"))
             })
