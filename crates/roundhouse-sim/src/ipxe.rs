@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use reqwest::Url;
 
 use crate::mac::Mac;
-use crate::net::{Fetched, Http};
+use crate::net::{Agent, Fetched, Http};
 
 /// What iPXE knows about the machine before any script runs (DHCP and SMBIOS settings).
 #[derive(Debug, Clone)]
@@ -146,7 +146,7 @@ async fn run_chain(
     // A real iPXE has no chain limit, but a boot server that chains to itself forever would
     // keep a simulated machine busy forever; 16 levels is far beyond any real setup.
     for _ in 0..16 {
-        let body = match http.get_text(&url).await {
+        let body = match http.get_text(&url, Agent::Ipxe).await {
             Ok((status, body)) if (200..300).contains(&status) => {
                 log.push(FetchRecord {
                     kind: "script",
@@ -402,7 +402,7 @@ async fn fetch_image(
     url: &Url,
     log: &mut Vec<FetchRecord>,
 ) -> Result<(), String> {
-    let r = http.download(url).await;
+    let r = http.download(url, Agent::Ipxe).await;
     let (result, err) = match r {
         Ok(Fetched::Bytes(n)) => (format!("ok ({n} bytes)"), None),
         Ok(Fetched::External) => (

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::ignition::{self, Config};
 use crate::ipxe::{self, Outcome};
-use crate::net::Http;
+use crate::net::{Agent, Http};
 use crate::os::{clear_dir, seed_root};
 use crate::sandbox::{Layout, Sandbox};
 use crate::spec::{BootDevice, Durations, Faults, MachineSpec};
@@ -786,7 +786,7 @@ impl Runner {
                 let mut out = ignition::Sources::new();
                 for s in sources_cfg.remote_sources() {
                     let u = reqwest::Url::parse(&s).map_err(|e| format!("{s}: {e}"))?;
-                    out.insert(s, env.http.get_bytes(&u).await?);
+                    out.insert(s, env.http.get_bytes(&u, Agent::Ignition).await?);
                 }
                 Ok::<_, String>(out)
             })
@@ -943,13 +943,17 @@ impl Runner {
                 ev = ev_rx.recv() => match ev {
                     Some(OsEvent::Reboot) => {
                         self.m.log("systemctl reboot");
-                        drop(servers);
+                        for srv in servers.drain(..) {
+                            srv.stop().await;
+                        }
                         self.m.set(|s| { s.phase = "shutting-down"; s.ssh_listening.clear(); });
                         tokio::time::sleep(self.scale(self.env.durations.shutdown)).await;
                         return Interrupt::Reboot;
                     }
                     Some(OsEvent::Poweroff) => {
-                        drop(servers);
+                        for srv in servers.drain(..) {
+                            srv.stop().await;
+                        }
                         return Interrupt::Off;
                     }
                     Some(OsEvent::Note(n)) => {
@@ -972,7 +976,9 @@ impl Runner {
                         let _ = fs::remove_file(&marker);
                     }
                     if f.ssh_refused && !servers.is_empty() {
-                        servers.clear();
+                        for srv in servers.drain(..) {
+                            srv.stop().await;
+                        }
                         listening.clear();
                         self.m.log("sshd: stopped (simulated fault)");
                         self.m.set(|s| s.ssh_listening.clear());
@@ -1150,7 +1156,7 @@ async fn fetch_config(
         if attempt > 0 {
             tokio::time::sleep(scale.mul_f64(2.0)).await;
         }
-        match http.get_text(&u).await {
+        match http.get_text(&u, Agent::Ignition).await {
             Ok((200..=299, body)) => {
                 let raw = body.into_bytes();
                 let mut cfg = Config::parse(&raw).map_err(|e| format!("{url}: {e}"))?;
@@ -1181,7 +1187,7 @@ async fn resource(http: &Http, src: &str) -> Result<Vec<u8>, String> {
         return ignition::decode_data_url(src);
     }
     let u = reqwest::Url::parse(src).map_err(|e| format!("{src}: {e}"))?;
-    http.get_bytes(&u).await
+    http.get_bytes(&u, Agent::Ignition).await
 }
 
 #[cfg(test)]

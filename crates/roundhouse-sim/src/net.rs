@@ -17,6 +17,32 @@ pub enum Fetched {
     Status(u16),
 }
 
+/// Who is fetching: the headers a real machine's program sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    /// iPXE (scripts, kernel, initrd).
+    Ipxe,
+    /// Ignition (configs and file sources).
+    Ignition,
+}
+
+impl Agent {
+    fn user_agent(self) -> &'static str {
+        match self {
+            Agent::Ipxe => "iPXE/1.21.1 (roundhouse-sim)",
+            Agent::Ignition => "Ignition/v2.14.0 (roundhouse-sim)",
+        }
+    }
+
+    fn accept(self) -> &'static str {
+        match self {
+            Agent::Ipxe => "*/*",
+            // What Ignition 2.x sends for spec 3 configs.
+            Agent::Ignition => "application/vnd.coreos.ignition+json;version=3.4.0, */*;q=0.1",
+        }
+    }
+}
+
 /// A machine's HTTP client.
 #[derive(Clone)]
 pub struct Http {
@@ -51,7 +77,7 @@ impl Http {
 
     /// GETs a text document (a script or a config). External hosts are an error here: the
     /// machine needs the bytes.
-    pub async fn get_text(&self, url: &Url) -> Result<(u16, String), String> {
+    pub async fn get_text(&self, url: &Url, agent: Agent) -> Result<(u16, String), String> {
         if !self.is_local(url) {
             return Err(format!(
                 "{url}: host outside the lab network, not contacted"
@@ -60,6 +86,8 @@ impl Http {
         let r = self
             .client
             .get(url.clone())
+            .header(reqwest::header::USER_AGENT, agent.user_agent())
+            .header(reqwest::header::ACCEPT, agent.accept())
             .send()
             .await
             .map_err(|e| describe(&e))?;
@@ -69,7 +97,7 @@ impl Http {
     }
 
     /// GETs bytes (an Ignition file source).
-    pub async fn get_bytes(&self, url: &Url) -> Result<Vec<u8>, String> {
+    pub async fn get_bytes(&self, url: &Url, agent: Agent) -> Result<Vec<u8>, String> {
         if !self.is_local(url) {
             return Err(format!(
                 "{url}: host outside the lab network, not contacted"
@@ -78,6 +106,8 @@ impl Http {
         let r = self
             .client
             .get(url.clone())
+            .header(reqwest::header::USER_AGENT, agent.user_agent())
+            .header(reqwest::header::ACCEPT, agent.accept())
             .send()
             .await
             .map_err(|e| describe(&e))?;
@@ -89,13 +119,15 @@ impl Http {
     }
 
     /// GETs an image and throws its bytes away, as the simulation needs none of them.
-    pub async fn download(&self, url: &Url) -> Result<Fetched, String> {
+    pub async fn download(&self, url: &Url, agent: Agent) -> Result<Fetched, String> {
         if !self.is_local(url) {
             return Ok(Fetched::External);
         }
         let mut r = self
             .client
             .get(url.clone())
+            .header(reqwest::header::USER_AGENT, agent.user_agent())
+            .header(reqwest::header::ACCEPT, agent.accept())
             .send()
             .await
             .map_err(|e| describe(&e))?;

@@ -144,11 +144,22 @@ pub fn host_key(tree: &Tree) -> Result<PrivateKey, String> {
     Ok(key)
 }
 
-/// A listening sshd; dropping it closes the listener and every session.
+/// A listening sshd; dropping it closes the listener and every session soon after,
+/// [`SshServer::stop`] before it returns.
 pub struct SshServer {
-    _stop: watch::Sender<()>,
+    stop: watch::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
     /// Where it listens.
     pub addr: SocketAddr,
+}
+
+impl SshServer {
+    /// Stops listening and cuts every session; the port refuses connections once this returns.
+    pub async fn stop(self) {
+        let SshServer { stop, task, .. } = self;
+        drop(stop);
+        let _ = task.await;
+    }
 }
 
 /// Starts an sshd on `127.0.0.1:port` for `ctx`.
@@ -167,7 +178,7 @@ pub async fn serve(port: u16, ctx: Arc<OsContext>, key: PrivateKey) -> std::io::
         ..Default::default()
     });
     let (stop, mut stopped) = watch::channel(());
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
                 r = listener.accept() => match r {
@@ -208,7 +219,7 @@ pub async fn serve(port: u16, ctx: Arc<OsContext>, key: PrivateKey) -> std::io::
             });
         }
     });
-    Ok(SshServer { _stop: stop, addr })
+    Ok(SshServer { stop, task, addr })
 }
 
 struct Conn {

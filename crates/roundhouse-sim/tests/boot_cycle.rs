@@ -185,10 +185,11 @@ async fn pxe_install_first_boot_and_in_place_reprovision() {
     ];
     assert_eq!(reqs, expected);
 
-    // The installed OS over SSH, host key pinned by the final config.
+    // The installed OS over SSH, host key pinned by the final config. sshd and the oneshot
+    // unit start side by side, as under systemd: the command waits for the unit's file.
     let kh = tmp.path().join("kh");
     fs::write(&kh, known_hosts(&host_pub, &[ports.ssh])).unwrap();
-    let out = ssh(ports.ssh, &user_key, &kh, "cat /etc/hostname; echo; cat /var/unit-ran; test -f /ignition_ran && echo ran; test -f /etc/marker-v1 && echo v1; test -f /boot/flatcar/first_boot || echo no-flag; cat /usr/share/oem/grub.cfg", None).await;
+    let out = ssh(ports.ssh, &user_key, &kh, "for i in $(seq 200); do [ -f /var/unit-ran ] && break; sleep 0.05; done; cat /etc/hostname; echo; cat /var/unit-ran; test -f /ignition_ran && echo ran; test -f /etc/marker-v1 && echo v1; test -f /boot/flatcar/first_boot || echo no-flag; cat /usr/share/oem/grub.cfg", None).await;
     assert!(
         out.status.success(),
         "{}",

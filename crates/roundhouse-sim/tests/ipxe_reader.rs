@@ -19,7 +19,16 @@ async fn serve(files: HashMap<&'static str, String>) -> (String, Seen) {
     let app = Router::new()
         .fallback(
             |State((files, seen)): State<(Arc<HashMap<&'static str, String>>, Seen)>,
-             OriginalUri(uri): OriginalUri| async move {
+             OriginalUri(uri): OriginalUri,
+             headers: axum::http::HeaderMap| async move {
+                let ua = headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                assert!(
+                    ua.starts_with("iPXE/"),
+                    "iPXE's requests carry its User-Agent, got {ua:?}"
+                );
                 seen.lock().unwrap().push(uri.to_string());
                 match files.get(uri.path()) {
                     Some(body) => (StatusCode::OK, body.clone()),
