@@ -112,6 +112,9 @@ impl RenderedNode {
     }
 }
 
+/// One worker's share of a render: its nodes in order and their warnings, or all its errors.
+type ChunkResult = Result<(Vec<RenderedNode>, Vec<Diagnostic>), Diagnostics>;
+
 /// Renders every node of `cluster`. Fails with diagnostics (pointing into the cluster file or
 /// snippet files) if any snippet does not translate or merge; renders nothing partially.
 pub fn render_cluster(
@@ -127,39 +130,38 @@ pub fn render_cluster(
         .unwrap_or(1)
         .min(cluster.nodes.len().max(1));
     let chunk = cluster.nodes.len().div_ceil(workers).max(1);
-    let results: Vec<Result<(Vec<RenderedNode>, Vec<Diagnostic>), Diagnostics>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = cluster
-                .nodes
-                .chunks(chunk)
-                .map(|nodes| {
-                    let shared = Arc::clone(&shared);
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(nodes.len());
-                        let mut warnings = Vec::new();
-                        let mut errors = Vec::new();
-                        for node in nodes {
-                            match render_with(cluster, node, &shared, options) {
-                                Ok((rendered, w)) => {
-                                    out.push(rendered);
-                                    warnings.extend(w);
-                                }
-                                Err(d) => errors.extend(d.0),
+    let results: Vec<ChunkResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cluster
+            .nodes
+            .chunks(chunk)
+            .map(|nodes| {
+                let shared = Arc::clone(&shared);
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(nodes.len());
+                    let mut warnings = Vec::new();
+                    let mut errors = Vec::new();
+                    for node in nodes {
+                        match render_with(cluster, node, &shared, options) {
+                            Ok((rendered, w)) => {
+                                out.push(rendered);
+                                warnings.extend(w);
                             }
+                            Err(d) => errors.extend(d.0),
                         }
-                        if errors.is_empty() {
-                            Ok((out, warnings))
-                        } else {
-                            Err(Diagnostics(errors))
-                        }
-                    })
+                    }
+                    if errors.is_empty() {
+                        Ok((out, warnings))
+                    } else {
+                        Err(Diagnostics(errors))
+                    }
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("render worker panicked"))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("render worker panicked"))
+            .collect()
+    });
 
     let mut nodes = Vec::with_capacity(cluster.nodes.len());
     let mut warnings = shared.warnings.clone();
