@@ -16,7 +16,7 @@ out_base=/dev/shm
 [ -d "$out_base" ] || out_base="$work"
 out="$out_base/roundhouse-bench-$$"
 trap 'rm -rf "$work" "$out"' EXIT
-bin=target/release/roundhouse
+bin=${CARGO_TARGET_DIR:-target}/release/roundhouse
 hyperfine --warmup 1 --runs 5 --export-markdown "$work/result.md" \
   -n "render ${nodes} nodes in memory" "$bin render $work/cluster/cluster.hcl --node worker-$((nodes-1)) --what profile >/dev/null" \
   -n "render ${nodes} nodes to a data dir" "$bin render $work/cluster/cluster.hcl --out $out >/dev/null"

@@ -195,17 +195,47 @@ impl KeyStore {
                 true,
             ),
         };
+        // Decoding a key derives its public half (an Ed25519 scalar multiplication): with
+        // thousands of nodes that is most of a render, so spread it over the cores.
+        let nodes: Vec<&str> = nodes.into_iter().collect();
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(nodes.len().max(1));
+        let chunk = nodes.len().div_ceil(workers).max(1);
+        type Loaded = Result<Vec<(String, KeyPair, bool)>, KeyError>;
+        let results: Vec<Loaded> = std::thread::scope(|scope| {
+            let handles: Vec<_> = nodes
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|node| match KeyPair::load(&self.host_path(node))? {
+                                Some(k) => Ok((node.to_string(), k, false)),
+                                None => Ok((
+                                    node.to_string(),
+                                    KeyPair::generate(&format!("root@{node}"))?,
+                                    true,
+                                )),
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("key loader panicked"))
+                .collect()
+        });
         let mut hosts = BTreeMap::new();
         let mut new_hosts = Vec::new();
-        for node in nodes {
-            let key = match KeyPair::load(&self.host_path(node))? {
-                Some(k) => k,
-                None => {
-                    new_hosts.push(node.to_string());
-                    KeyPair::generate(&format!("root@{node}"))?
+        for result in results {
+            for (node, key, new) in result? {
+                if new {
+                    new_hosts.push(node.clone());
                 }
-            };
-            hosts.insert(node.to_string(), key);
+                hosts.insert(node, key);
+            }
         }
         Ok(LoadedKeys {
             store: self.clone(),
