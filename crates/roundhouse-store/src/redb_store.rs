@@ -127,6 +127,24 @@ impl RedbStore {
         db_err(&self.path, e)
     }
 
+    /// Every value of a MAC-keyed table, decoded; `what` prefixes the key in decode errors.
+    fn read_table<T: DeserializeOwned>(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        self.with_read(|db| {
+            let txn = db.begin_read().map_err(|e| self.err(e))?;
+            let table = txn.open_table(definition).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(|e| self.err(e))? {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                out.push(self.decode(v.value(), || format!("{what} {}", k.value()))?);
+            }
+            Ok(out)
+        })
+    }
+
     fn decode<T: DeserializeOwned>(
         &self,
         bytes: &[u8],
@@ -269,22 +287,10 @@ impl StateStore for RedbStore {
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        self.with_read(|db| {
-            let txn = db.begin_read().map_err(|e| self.err(e))?;
-            let table = txn.open_table(NODES).map_err(|e| self.err(e))?;
-            let mut out = Vec::new();
-            for entry in table.iter().map_err(|e| self.err(e))? {
-                let (k, v) = entry.map_err(|e| self.err(e))?;
-                out.push(
-                    self.decode::<NodeRecord>(v.value(), || {
-                        format!("the record of {}", k.value())
-                    })?,
-                );
-            }
-            // Keys sort as text; order by the MAC value like the other backends.
-            out.sort_by_key(|r| r.mac);
-            Ok(out)
-        })
+        let mut out: Vec<NodeRecord> = self.read_table(NODES, "the record of")?;
+        // Keys sort as text; order by the MAC value like the other backends.
+        out.sort_by_key(|r| r.mac);
+        Ok(out)
     }
 
     fn apply_batch(
@@ -399,21 +405,9 @@ impl StateStore for RedbStore {
     }
 
     fn last_fetches(&self) -> Result<Vec<FetchRecord>, StoreError> {
-        self.with_read(|db| {
-            let txn = db.begin_read().map_err(|e| self.err(e))?;
-            let table = txn.open_table(LAST_FETCH).map_err(|e| self.err(e))?;
-            let mut out = Vec::new();
-            for entry in table.iter().map_err(|e| self.err(e))? {
-                let (k, v) = entry.map_err(|e| self.err(e))?;
-                out.push(
-                    self.decode::<FetchRecord>(v.value(), || {
-                        format!("last fetch of {}", k.value())
-                    })?,
-                );
-            }
-            out.sort_by_key(|f| f.mac);
-            Ok(out)
-        })
+        let mut out: Vec<FetchRecord> = self.read_table(LAST_FETCH, "last fetch of")?;
+        out.sort_by_key(|f| f.mac);
+        Ok(out)
     }
 
     fn fetches_since(&self, mac: &Mac, since: Timestamp) -> Result<Vec<FetchRecord>, StoreError> {
