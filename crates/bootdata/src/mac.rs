@@ -40,11 +40,6 @@ impl Mac {
         self.join('-')
     }
 
-    /// The address as a file-name-safe token: `52-54-00-89-d8-10`, used for per-node paths.
-    pub fn dashed(&self) -> String {
-        self.join('-')
-    }
-
     fn join(&self, sep: char) -> String {
         let mut out = String::with_capacity(self.octets().len() * 3);
         for (i, b) in self.octets().iter().enumerate() {

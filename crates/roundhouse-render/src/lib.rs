@@ -105,13 +105,6 @@ pub struct RenderedNode {
     pub digest: Digest,
 }
 
-impl RenderedNode {
-    /// Kernel arguments that go into the OEM `grub.cfg` `linux_append` of the installed OS.
-    pub fn linux_append(&self, cluster: &Cluster, node: &Node) -> String {
-        installer::linux_append(cluster, node)
-    }
-}
-
 /// One worker's share of a render: its nodes in order and their warnings, or all its errors.
 type ChunkResult = Result<(Vec<RenderedNode>, Vec<Diagnostic>), Diagnostics>;
 
@@ -382,10 +375,5 @@ impl RenderedNode {
                 "groups": [self.install_group, self.node_group],
             }),
         }
-    }
-
-    /// Whether this node is a controller.
-    pub fn is_controller(&self) -> bool {
-        self.role == Role::Controller
     }
 }
