@@ -6,6 +6,7 @@
 mod checks;
 pub mod diagnostic;
 mod eval;
+mod hooks;
 mod load;
 pub mod model;
 mod power;

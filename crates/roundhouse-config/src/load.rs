@@ -13,6 +13,7 @@ use crate::LoadOptions;
 use crate::checks::{check_http_url, hostname_label_problem, is_dns_name, pubkey_problem};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::eval::{Scope, Sink, Source, span_of};
+use crate::hooks::read_hooks;
 use crate::model::*;
 use crate::power::{PowerFields, power_fields, read_power};
 use crate::schema::{
@@ -145,7 +146,8 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
                         "cluster settings go inside `cluster {{ ... }}` (did you mean `{c}` there?)"
                     ),
                     None => {
-                        "the top level holds only `variable`, `cluster` and `node` blocks".into()
+                        "the top level holds only `variable`, `cluster`, `node` and `hook` blocks"
+                            .into()
                     }
                 }
             }));
@@ -153,11 +155,13 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
     let mut variables = Vec::new();
     let mut clusters = Vec::new();
     let mut nodes = Vec::new();
+    let mut hook_blocks = Vec::new();
     for block in body.blocks() {
         match block.ident.value().as_str() {
             "variable" => variables.push(block),
             "cluster" => clusters.push(block),
             "node" => nodes.push(block),
+            "hook" => hook_blocks.push(block),
             other => {
                 let d = sink.error(
                     src,
@@ -167,7 +171,8 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
                 d.help = Some(match did_you_mean(other, TOP_BLOCKS) {
                     Some(c) => format!("did you mean `{c}`?"),
                     None => {
-                        "the top level holds only `variable`, `cluster` and `node` blocks".into()
+                        "the top level holds only `variable`, `cluster`, `node` and `hook` blocks"
+                            .into()
                     }
                 });
             }
@@ -229,9 +234,17 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
         }
     }
     check_unique(&read_nodes, src, sink);
+    let hooks = {
+        let mut r = Reader {
+            scope: scope(),
+            sink: &mut *sink,
+        };
+        read_hooks(&hook_blocks, &mut r)
+    };
 
     let mut cluster = cluster?.cluster?;
     cluster.nodes = read_nodes.into_iter().filter_map(|n| n.node).collect();
+    cluster.hooks = hooks?;
     if cluster.nodes.len() != nodes.len() {
         return None;
     }
@@ -403,6 +416,7 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
             },
             netboot_gating,
             nodes: Vec::new(),
+            hooks: Vec::new(),
         })
     })();
     ClusterPart { cluster, power }

@@ -41,6 +41,15 @@ pub struct Cluster {
     pub netboot_gating: bool,
     /// The machines, in file order.
     pub nodes: Vec<Node>,
+    /// Post-provision hooks (`hook` blocks), in file order: the order they run in.
+    pub hooks: Vec<Hook>,
+}
+
+impl Cluster {
+    /// The hooks that apply to nodes of `role`, in file order.
+    pub fn hooks_for(&self, role: Role) -> impl Iterator<Item = &Hook> {
+        self.hooks.iter().filter(move |h| h.roles.contains(&role))
+    }
 }
 
 /// Flatcar release selection.
@@ -194,6 +203,82 @@ impl Node {
         self.install_target
             .as_ref()
             .unwrap_or(&cluster.install.target)
+    }
+}
+
+/// A post-provision hook: files uploaded and commands run over SSH after a node was installed,
+/// re-created or re-provisioned in place, and again whenever its inputs change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// The block's label, unique in the cluster.
+    pub name: String,
+    /// The roles it runs on (every role when the file does not say).
+    pub roles: Vec<Role>,
+    /// Files to put on the node, in order, before the commands run.
+    pub uploads: Vec<Upload>,
+    /// Shell commands run as `core`, in order; each must exit 0.
+    pub run: Vec<String>,
+    /// Seconds the whole hook may take.
+    pub timeout_secs: u64,
+}
+
+impl Hook {
+    /// The hook's input digest (`sha256:<hex>`): what its uploads contain and where they go
+    /// (destination, mode, owner) and its commands, in order. Roles and timeout are left out:
+    /// changing them changes where or how long it runs, not what it does on a node.
+    pub fn input_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        // Every field is length-prefixed so that no two different hooks hash the same bytes.
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"roundhouse-hook-v1");
+        field(&(self.uploads.len() as u64).to_le_bytes());
+        for u in &self.uploads {
+            field(&u.content);
+            field(u.destination.as_bytes());
+            field(format!("{:04o}", u.mode).as_bytes());
+            field(u.user.as_bytes());
+            field(u.group.as_bytes());
+        }
+        field(&(self.run.len() as u64).to_le_bytes());
+        for c in &self.run {
+            field(c.as_bytes());
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+}
+
+/// One file a hook puts on a node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file's bytes (read from `source` when the cluster file was loaded, or `content`).
+    pub content: Vec<u8>,
+    /// The `source` file it was read from; `None` for inline `content`.
+    pub source: Option<PathBuf>,
+    /// Absolute path on the node.
+    pub destination: String,
+    /// Permission bits (`mode`, default 0644).
+    pub mode: u32,
+    /// Owner user name or id (default `root`).
+    pub user: String,
+    /// Owner group name or id (default `root`).
+    pub group: String,
+}
+
+impl std::fmt::Debug for Upload {
+    // Uploads are often secrets (CA keys, tokens): show their size, never their bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("source", &self.source)
+            .field("destination", &self.destination)
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("user", &self.user)
+            .field("group", &self.group)
+            .finish()
     }
 }
 

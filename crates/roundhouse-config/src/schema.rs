@@ -14,7 +14,7 @@ use crate::model::*;
 
 pub(crate) const DEFAULT_INSTALL_DISK: &str = "/dev/sda";
 
-pub(crate) const TOP_BLOCKS: &[&str] = &["variable", "cluster", "node"];
+pub(crate) const TOP_BLOCKS: &[&str] = &["variable", "cluster", "node", "hook"];
 pub(crate) const VARIABLE_ATTRS: &[&str] = &["default", "description"];
 
 pub(crate) const CLUSTER_ATTRS: &[&str] = &[

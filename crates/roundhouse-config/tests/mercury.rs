@@ -113,6 +113,7 @@ fn mercury_model() {
             node("worker-2", Role::Worker, "52:54:00:b1:00:02", "10.10.0.22"),
             worker_3,
         ],
+        hooks: vec![],
     };
     assert_eq!(c, expected);
 }

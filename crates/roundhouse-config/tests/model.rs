@@ -359,3 +359,128 @@ fn documented_for_directive_example() {
         "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/sysctl.d/90-site.conf\n      contents:\n        inline: |\n          vm.max_map_count=262144\n          fs.inotify.max_user_watches=524288\n          \n"
     );
 }
+
+fn load_in(dir: &Path, text: &str) -> Cluster {
+    load_str(&dir.join("cluster.hcl"), text, &opts())
+        .unwrap_or_else(|d| panic!("should load:\n{d}\n---\n{text}"))
+}
+
+const HOOKS: &str = r#"
+hook "copy-controller-secrets" {
+  roles = ["controller"]
+  upload {
+    source      = "secrets/etcd-ca.crt"
+    destination = "/etc/ssl/etcd/ca.crt"
+    mode        = "0600"
+    owner       = "etcd:etcd"
+  }
+  upload {
+    content     = "inline text"
+    destination = "/etc/motd"
+  }
+  run     = ["sudo systemctl restart etcd"]
+  timeout = 300
+}
+
+hook "everywhere" {
+  run = ["true", "echo done"]
+}
+"#;
+
+#[test]
+fn hooks_are_read_with_their_defaults_and_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+    std::fs::write(dir.path().join("secrets/etcd-ca.crt"), b"CA\x00bytes").expect("write");
+    let c = load_in(dir.path(), &format!("{}{HOOKS}", minimal("", NODE)));
+    assert_eq!(c.hooks.len(), 2);
+    let h = &c.hooks[0];
+    assert_eq!(h.name, "copy-controller-secrets");
+    assert_eq!(h.roles, vec![Role::Controller]);
+    assert_eq!(h.timeout_secs, 300);
+    assert_eq!(h.run, vec!["sudo systemctl restart etcd".to_string()]);
+    assert_eq!(
+        h.uploads[0],
+        Upload {
+            content: b"CA\x00bytes".to_vec(),
+            source: Some(dir.path().join("secrets/etcd-ca.crt")),
+            destination: "/etc/ssl/etcd/ca.crt".into(),
+            mode: 0o600,
+            user: "etcd".into(),
+            group: "etcd".into(),
+        }
+    );
+    assert_eq!(
+        h.uploads[1],
+        Upload {
+            content: b"inline text".to_vec(),
+            source: None,
+            destination: "/etc/motd".into(),
+            mode: 0o644,
+            user: "root".into(),
+            group: "root".into(),
+        }
+    );
+    // Secrets never reach logs through Debug.
+    let debug = format!("{:?}", h.uploads[1]);
+    assert!(!debug.contains("inline text"), "{debug}");
+    assert!(debug.contains("<11 bytes>"), "{debug}");
+
+    let every = &c.hooks[1];
+    assert_eq!(every.roles, vec![Role::Controller, Role::Worker]);
+    assert_eq!(every.timeout_secs, 600);
+    assert!(every.uploads.is_empty());
+    let names = |role| {
+        c.hooks_for(role)
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(Role::Controller),
+        vec!["copy-controller-secrets", "everywhere"]
+    );
+    assert_eq!(names(Role::Worker), vec!["everywhere"]);
+}
+
+#[test]
+fn hook_input_digest_covers_what_runs_on_the_node_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+    let ca = dir.path().join("secrets/etcd-ca.crt");
+    std::fs::write(&ca, "one").expect("write");
+    let text = format!("{}{HOOKS}", minimal("", NODE));
+    let digest = |text: &str| load_in(dir.path(), text).hooks[0].input_digest();
+    let base = digest(&text);
+    assert!(base.starts_with("sha256:") && base.len() == 71, "{base}");
+    assert_eq!(digest(&text), base, "stable");
+
+    // Where and how long it runs is not its input.
+    assert_eq!(digest(&text.replace("timeout = 300", "timeout = 30")), base);
+    assert_eq!(
+        digest(&text.replace(
+            "roles = [\"controller\"]",
+            "roles = [\"worker\", \"controller\"]"
+        )),
+        base
+    );
+    // Everything that lands on the node is.
+    let mut changed = vec![
+        digest(&text.replace("\"0600\"", "\"0640\"")),
+        digest(&text.replace("etcd:etcd", "etcd")),
+        digest(&text.replace("/etc/motd", "/etc/motd2")),
+        digest(&text.replace("inline text", "inline text!")),
+        digest(&text.replace("restart etcd", "restart etcd2")),
+        digest(&text.replace(
+            "run     = [\"sudo systemctl restart etcd\"]",
+            "run     = [\"sudo systemctl\", \"restart etcd\"]",
+        )),
+    ];
+    std::fs::write(&ca, "two").expect("write");
+    changed.push(digest(&text));
+    for (i, d) in changed.iter().enumerate() {
+        assert_ne!(*d, base, "change {i} left the digest alone");
+    }
+    changed.sort();
+    changed.dedup();
+    assert_eq!(changed.len(), 7, "two different changes gave one digest");
+}
