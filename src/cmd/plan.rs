@@ -107,7 +107,8 @@ pub fn prepare(
             .nodes
             .iter()
             .map(|n| {
-                DesiredNode::from_config(
+                DesiredNode::from_cluster(
+                    &cluster,
                     n,
                     digests.get(n.name.as_str()).copied().unwrap_or_default(),
                 )

@@ -932,6 +932,7 @@ mod rollout_tests {
                 domain: format!("{name}.example"),
                 role,
                 digest: digest.clone(),
+                hooks: vec![],
             });
             specs.insert(
                 name.to_string(),

@@ -31,8 +31,8 @@ mod table;
 mod time;
 
 pub use plan::{
-    Action, Desired, DesiredNode, Observed, ObservedNode, Orphan, Plan, PlanInputError, PlanItem,
-    RecreateRequest, Summary, plan,
+    Action, Desired, DesiredHook, DesiredNode, Observed, ObservedNode, Orphan, Plan,
+    PlanInputError, PlanItem, RecreateRequest, Summary, plan,
 };
 pub use state::{
     AppliedDigest, Installed, Intent, IntentStage, NodeState, ProvisionPath, TransitionError,

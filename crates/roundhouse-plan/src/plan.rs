@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use bootdata::Mac;
-use roundhouse_config::model::{ChangePolicy, Node, Policy, Role};
+use roundhouse_config::model::{ChangePolicy, Cluster, Node, Policy, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{
@@ -25,6 +25,17 @@ pub struct DesiredNode {
     pub role: Role,
     /// Digest of its re-provisioning inputs (`sha256:<hex>`, from the renderer).
     pub digest: String,
+    /// The post-provision hooks that apply to it, in the order they run.
+    pub hooks: Vec<DesiredHook>,
+}
+
+/// A post-provision hook as the planner sees it: a name and the digest of its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredHook {
+    /// The hook's name (its `hook` block's label).
+    pub name: String,
+    /// Its input digest (`sha256:<hex>`, see `roundhouse_config::Hook::input_digest`).
+    pub digest: String,
 }
 
 impl DesiredNode {
@@ -36,6 +47,21 @@ impl DesiredNode {
             domain: node.domain.clone(),
             role: node.role,
             digest: digest.into(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Like [`DesiredNode::from_config`], with the cluster's hooks for the node's role.
+    pub fn from_cluster(cluster: &Cluster, node: &Node, digest: impl Into<String>) -> DesiredNode {
+        DesiredNode {
+            hooks: cluster
+                .hooks_for(node.role)
+                .map(|h| DesiredHook {
+                    name: h.name.clone(),
+                    digest: h.input_digest(),
+                })
+                .collect(),
+            ..DesiredNode::from_config(node, digest)
         }
     }
 }
@@ -66,6 +92,10 @@ pub struct ObservedNode {
     pub state: NodeState,
     /// A pending `recreate`, cleared by the store when a PXE install is confirmed.
     pub recreate: Option<RecreateRequest>,
+    /// Hook name → input digest of its last successful run since the node's last confirmed
+    /// installation (an installation wipes what hooks put there, so the store clears this
+    /// when it confirms one).
+    pub hooks: BTreeMap<String, String>,
 }
 
 /// Observed state of the whole cluster, keyed by MAC (as Lokomotive's flag files were).
@@ -88,6 +118,9 @@ pub enum Action {
     Hold,
     /// An attempt was journaled but never confirmed: continue it (see [`PlanItem::intent`]).
     Resume,
+    /// The installation stays; only post-provision hooks whose inputs changed (or that never
+    /// succeeded since the last installation) run (see [`PlanItem::hooks`]).
+    RunHooks,
     /// Nothing to do.
     None,
     /// The plan refuses this node (see the reason); `apply` must not run a plan with errors.
@@ -96,10 +129,11 @@ pub enum Action {
 
 impl Action {
     /// Every action, in summary order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Provision,
         Action::ReprovisionInPlace,
         Action::Resume,
+        Action::RunHooks,
         Action::Hold,
         Action::None,
         Action::Error,
@@ -112,6 +146,7 @@ impl Action {
             Action::ReprovisionInPlace => "reprovision-in-place",
             Action::Hold => "hold",
             Action::Resume => "resume",
+            Action::RunHooks => "run-hooks",
             Action::None => "none",
             Action::Error => "error",
         }
@@ -121,7 +156,7 @@ impl Action {
     pub fn is_change(self) -> bool {
         matches!(
             self,
-            Action::Provision | Action::ReprovisionInPlace | Action::Resume
+            Action::Provision | Action::ReprovisionInPlace | Action::Resume | Action::RunHooks
         )
     }
 }
@@ -159,6 +194,10 @@ pub struct PlanItem {
     pub intent: Option<Intent>,
     /// This action carries out a `recreate` request.
     pub recreate: bool,
+    /// The hooks `apply` runs on the node, in order: every hook of the node after an
+    /// installation (provision, reprovision-in-place, resume), the pending ones for
+    /// `run-hooks`, none otherwise.
+    pub hooks: Vec<DesiredHook>,
     /// The node runs something other than the desired config and the plan leaves it so.
     pub drift: bool,
 }
@@ -177,6 +216,8 @@ pub struct Summary {
     pub reprovision_in_place: usize,
     /// Nodes whose unconfirmed attempt continues.
     pub resume: usize,
+    /// Nodes that only run post-provision hooks.
+    pub run_hooks: usize,
     /// Nodes held with drift.
     pub hold: usize,
     /// Nodes left alone.
@@ -192,6 +233,7 @@ impl Summary {
             Action::Provision => self.provision,
             Action::ReprovisionInPlace => self.reprovision_in_place,
             Action::Resume => self.resume,
+            Action::RunHooks => self.run_hooks,
             Action::Hold => self.hold,
             Action::None => self.none,
             Action::Error => self.error,
@@ -203,6 +245,7 @@ impl Summary {
             Action::Provision => &mut self.provision,
             Action::ReprovisionInPlace => &mut self.reprovision_in_place,
             Action::Resume => &mut self.resume,
+            Action::RunHooks => &mut self.run_hooks,
             Action::Hold => &mut self.hold,
             Action::None => &mut self.none,
             Action::Error => &mut self.error,
@@ -212,7 +255,7 @@ impl Summary {
 
     /// Nodes that `apply` would touch.
     pub fn changes(&self) -> usize {
-        self.provision + self.reprovision_in_place + self.resume
+        self.provision + self.reprovision_in_place + self.resume + self.run_hooks
     }
 }
 
@@ -367,12 +410,18 @@ fn majority_warning(items: &[PlanItem], observed: &Observed) -> Option<String> {
             Action::Provision => observed.nodes.get(&i.mac).is_some_and(|o| {
                 o.state.last_installed().is_some() || o.state.pending_intent().is_some()
             }),
-            Action::Hold | Action::None | Action::Error => false,
+            Action::RunHooks | Action::Hold | Action::None | Action::Error => false,
         })
         .count();
+    // Hooks do not wipe anything: a controller that only runs hooks keeps its etcd data.
     let untouched = controllers
         .iter()
-        .filter(|i| matches!(i.action, Action::None | Action::Hold | Action::Error))
+        .filter(|i| {
+            matches!(
+                i.action,
+                Action::None | Action::Hold | Action::Error | Action::RunHooks
+            )
+        })
         .count();
     let majority = total / 2 + 1;
     if disrupted == 0 || untouched >= majority {
@@ -411,6 +460,33 @@ struct Decision {
     recreate: bool,
 }
 
+/// The node's hooks that have not succeeded with their current inputs since its last
+/// installation, each with words for why.
+fn pending_hooks<'a>(
+    node: &'a DesiredNode,
+    done: Option<&BTreeMap<String, String>>,
+) -> Vec<(&'a DesiredHook, String)> {
+    node.hooks
+        .iter()
+        .filter_map(|h| match done.and_then(|d| d.get(&h.name)) {
+            Some(d) if *d == h.digest => None,
+            Some(d) => Some((
+                h,
+                format!(
+                    "hook {} inputs changed ({}→{})",
+                    h.name,
+                    short_digest(d),
+                    short_digest(&h.digest)
+                ),
+            )),
+            None => Some((
+                h,
+                format!("hook {} has not run since the last installation", h.name),
+            )),
+        })
+        .collect()
+}
+
 fn decide(
     node: &DesiredNode,
     observed: Option<&ObservedNode>,
@@ -421,13 +497,41 @@ fn decide(
     let state = observed.map_or(&unknown, |o| &o.state);
     let recreate = observed.and_then(|o| o.recreate);
     let previous = state.last_installed();
-    let d = decide_state(node, state, recreate, policy, now);
+    let mut d = decide_state(node, state, recreate, policy, now);
+    // An installation leaves the node's config alone but may leave hooks to run: hooks are
+    // re-run when their inputs change, on held nodes too (the held config stays; what the
+    // hooks put on the node is not part of it).
+    let mut drift = d.action == Action::Hold;
+    let hooks = match d.action {
+        Action::Provision | Action::ReprovisionInPlace | Action::Resume => node.hooks.clone(),
+        Action::None | Action::Hold => {
+            let pending = pending_hooks(node, observed.map(|o| &o.hooks));
+            if !pending.is_empty() {
+                let words: Vec<&str> = pending.iter().map(|(_, w)| w.as_str()).collect();
+                d.reason = format!(
+                    "{}; {}: run {} only",
+                    d.reason,
+                    words.join(", "),
+                    if pending.len() == 1 {
+                        "that hook"
+                    } else {
+                        "those hooks"
+                    }
+                );
+                drift = d.action == Action::Hold;
+                d.action = Action::RunHooks;
+            }
+            pending.into_iter().map(|(h, _)| h.clone()).collect()
+        }
+        Action::RunHooks | Action::Error => Vec::new(),
+    };
     PlanItem {
         name: node.name.clone(),
         mac: node.mac,
         role: node.role,
         domain: node.domain.clone(),
-        drift: d.action == Action::Hold,
+        drift,
+        hooks,
         action: d.action,
         reason: d.reason,
         old_digest: previous.map(|p| p.digest.clone()),

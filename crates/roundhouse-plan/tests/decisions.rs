@@ -769,3 +769,175 @@ fn table_and_json_output() {
     assert_eq!(c1["old_digest"], dg('a'));
     assert_eq!(json["items"][2]["old_digest"], serde_json::Value::Null);
 }
+
+/// Post-provision hooks, one row per situation: (row, role, state, recorded hooks, desired
+/// hooks, expected action, hooks apply runs, drift, words the reason must have).
+#[test]
+fn hook_rows() {
+    type Row = (
+        &'static str,
+        Role,
+        NodeState,
+        Vec<(&'static str, char)>,
+        Vec<(&'static str, char)>,
+        Action,
+        Vec<&'static str>,
+        bool,
+        &'static [&'static str],
+    );
+    let b = known('b');
+    let rows: Vec<Row> = vec![
+        (
+            "H1 current config, every hook done with its inputs",
+            Role::Worker,
+            inst(b.clone()),
+            vec![("h1", 'a'), ("h2", 'c')],
+            vec![("h1", 'a'), ("h2", 'c')],
+            Action::None,
+            vec![],
+            false,
+            &["applied config is current"],
+        ),
+        (
+            "H2 one hook's inputs changed: only that hook runs",
+            Role::Worker,
+            inst(b.clone()),
+            vec![("h1", 'a'), ("h2", 'c')],
+            vec![("h1", 'a'), ("h2", 'd')],
+            Action::RunHooks,
+            vec!["h2"],
+            false,
+            &[
+                "hook h2 inputs changed (cccccccccccc→dddddddddddd)",
+                "run that hook only",
+            ],
+        ),
+        (
+            "H3 a hook added to the file has never run",
+            Role::Worker,
+            inst(b.clone()),
+            vec![("h1", 'a')],
+            vec![("h1", 'a'), ("h2", 'c')],
+            Action::RunHooks,
+            vec!["h2"],
+            false,
+            &["hook h2 has not run since the last installation"],
+        ),
+        (
+            "H4 a held controller still gets its changed hook, and keeps its drift",
+            Role::Controller,
+            inst(known('a')),
+            vec![("h1", 'a')],
+            vec![("h1", 'e')],
+            Action::RunHooks,
+            vec!["h1"],
+            true,
+            &[
+                "policy hold",
+                "hook h1 inputs changed",
+                "run that hook only",
+            ],
+        ),
+        (
+            "H5 a config change re-provisions and then runs every hook, changed or not",
+            Role::Worker,
+            inst(known('a')),
+            vec![("h1", 'a'), ("h2", 'c')],
+            vec![("h1", 'a'), ("h2", 'd')],
+            Action::ReprovisionInPlace,
+            vec!["h1", "h2"],
+            false,
+            &["reprovision in place"],
+        ),
+        (
+            "H6 a fresh node is PXE-installed and then runs its hooks",
+            Role::Worker,
+            NodeState::Unknown,
+            vec![],
+            vec![("h1", 'a')],
+            Action::Provision,
+            vec!["h1"],
+            false,
+            &["no state recorded"],
+        ),
+        (
+            "H7 a hook removed from the file is forgotten, not run",
+            Role::Worker,
+            inst(b.clone()),
+            vec![("h1", 'a'), ("gone", 'f')],
+            vec![("h1", 'a')],
+            Action::None,
+            vec![],
+            false,
+            &["applied config is current"],
+        ),
+        (
+            "H8 a failed in-place attempt over a current installation: hooks still pending run",
+            Role::Worker,
+            NodeState::Failed {
+                intent: intent(ProvisionPath::InPlace, D, &dg('c'), IntentStage::Started),
+                error: "hook h1: `false` exited with status 1".into(),
+                at: at(30),
+                previous: Some(installed(D, b.clone(), ProvisionPath::Pxe)),
+            },
+            vec![],
+            vec![("h1", 'a')],
+            Action::RunHooks,
+            vec!["h1"],
+            false,
+            &["failed", "hook h1 has not run since the last installation"],
+        ),
+    ];
+    for (row, role, state, recorded, wanted, action, runs, drift, words) in rows {
+        let mut n = node(1, role, &dg('b'));
+        n.hooks = wanted.iter().map(|(name, c)| hook(name, *c)).collect();
+        let mut o = observe(vec![(mac(1), state)]);
+        if let Some(entry) = o.nodes.get_mut(&mac(1)) {
+            for (name, c) in &recorded {
+                entry.hooks.insert(name.to_string(), dg(*c));
+            }
+        }
+        let p = plan(&desired(vec![n.clone()]), &o, NOW).unwrap();
+        let item = &p.items[0];
+        assert_eq!(item.action, action, "{row}: {}", item.reason);
+        let names: Vec<&str> = item.hooks.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, runs, "{row}");
+        for h in &item.hooks {
+            let want = n.hooks.iter().find(|w| w.name == h.name).unwrap();
+            assert_eq!(h.digest, want.digest, "{row}: the digest to record");
+        }
+        assert_eq!(item.drift, drift, "{row}");
+        for w in words {
+            assert!(
+                item.reason.contains(w),
+                "{row}: {:?} lacks {w:?}",
+                item.reason
+            );
+        }
+        assert_eq!(p.has_changes(), action.is_change(), "{row}");
+        if action == Action::RunHooks {
+            assert_eq!(p.summary.run_hooks, 1, "{row}");
+            assert!(render_table(&p).contains("1 run-hooks"), "{row}");
+            // A run-hooks item carries no intent: nothing is journaled as an installation.
+            assert!(item.intent.is_none(), "{row}");
+        }
+    }
+}
+
+/// Hook runs never count as wiping a controller: a plan that only runs hooks on every
+/// controller does not warn about etcd's majority.
+#[test]
+fn hooks_on_controllers_do_not_warn_about_majority() {
+    let mut nodes = Vec::new();
+    let mut o = Observed::default();
+    for n in 1..=3 {
+        let mut d = node(n, Role::Controller, &dg('b'));
+        d.hooks = vec![hook("secrets", 'e')];
+        let state = NodeState::Installed(installed(&d.domain, known('b'), ProvisionPath::Pxe));
+        nodes.push(d);
+        o.nodes.extend(observe(vec![(mac(n), state)]).nodes);
+    }
+    let p = plan(&desired(nodes), &o, NOW).unwrap();
+    assert_eq!(p.summary.run_hooks, 3);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}

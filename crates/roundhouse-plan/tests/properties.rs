@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::*;
 use proptest::prelude::*;
 use roundhouse_config::model::{ChangePolicy, Policy, Role};
@@ -14,8 +16,8 @@ use roundhouse_plan::{
 };
 
 /// One generated node: (is controller, desired digest, domain changed since recording,
-/// state kind, recorded digest, triggered, recreate).
-type Gen = (bool, u8, bool, u8, u8, bool, Option<bool>);
+/// state kind, recorded digest, triggered, recreate, desired hooks, recorded hooks).
+type Gen = (bool, u8, bool, u8, u8, bool, Option<bool>, u8, u8);
 
 fn digest_of(k: u8) -> String {
     dg(['a', 'b', 'c'][k as usize % 3])
@@ -35,14 +37,32 @@ fn build(gens: &[Gen], policy: (bool, bool), orphans: u8) -> (Desired, Observed)
         workers: pol(policy.1),
     };
     let mut o = Observed::default();
-    for (idx, &(controller, want, moved, kind, had, trig, recreate)) in gens.iter().enumerate() {
+    for (idx, &(controller, want, moved, kind, had, trig, recreate, hooks, done)) in
+        gens.iter().enumerate()
+    {
         let n = idx as u8 + 1;
         let role = if controller {
             Role::Controller
         } else {
             Role::Worker
         };
-        let desired_node = node(n, role, &digest_of(want));
+        let mut desired_node = node(n, role, &digest_of(want));
+        desired_node.hooks = match hooks {
+            0 => vec![],
+            1 => vec![hook("h1", 'a')],
+            _ => vec![hook("h1", 'a'), hook("h2", 'b')],
+        };
+        // Nothing, h1 current, or h1 stale and h2 current (and a hook no longer configured).
+        let recorded: BTreeMap<String, String> = match done {
+            0 => BTreeMap::new(),
+            1 => [("h1".to_string(), dg('a'))].into(),
+            _ => [
+                ("h1".to_string(), dg('c')),
+                ("h2".to_string(), dg('b')),
+                ("gone".to_string(), dg('d')),
+            ]
+            .into(),
+        };
         let domain = if moved {
             "elsewhere.example".to_string()
         } else {
@@ -97,6 +117,7 @@ fn build(gens: &[Gen], policy: (bool, bool), orphans: u8) -> (Desired, Observed)
                         requested_at: at(10),
                         allow_controller,
                     }),
+                    hooks: recorded,
                 },
             );
         }
@@ -111,6 +132,7 @@ fn build(gens: &[Gen], policy: (bool, bool), orphans: u8) -> (Desired, Observed)
                     ProvisionPath::Pxe,
                 )),
                 recreate: None,
+                hooks: BTreeMap::new(),
             },
         );
     }
@@ -128,6 +150,8 @@ fn gen_strategy() -> impl Strategy<Value = (Vec<Gen>, (bool, bool), u8)> {
                 0u8..3,
                 any::<bool>(),
                 prop::option::weighted(0.2, any::<bool>()),
+                0u8..3,
+                0u8..3,
             ),
             1..10,
         ),
@@ -152,7 +176,18 @@ proptest! {
         prop_assert_eq!(p1.orphans.len(), orphans as usize);
         for item in &p1.items {
             prop_assert!(!item.reason.is_empty());
-            prop_assert_eq!(item.drift, item.action == Action::Hold);
+            // Drift: held, or held while only hooks run.
+            if item.action == Action::Hold {
+                prop_assert!(item.drift);
+            }
+            if item.drift {
+                prop_assert!(matches!(item.action, Action::Hold | Action::RunHooks));
+            }
+            // Hooks run after every installation, and only pending ones otherwise.
+            if matches!(item.action, Action::Provision | Action::ReprovisionInPlace | Action::Resume) {
+                prop_assert_eq!(item.hooks.len(), d.nodes.iter().find(|n| n.name == item.name).unwrap().hooks.len());
+            }
+            prop_assert_eq!(item.action == Action::RunHooks, matches!(item.action, Action::RunHooks | Action::None | Action::Hold) && !item.hooks.is_empty());
         }
     }
 
@@ -174,6 +209,8 @@ proptest! {
             let expected = match a.action {
                 Action::Error => Action::Error,
                 Action::Hold => Action::Hold,
+                // Only hooks ran: what is left is the held drift, if any.
+                Action::RunHooks if a.drift => Action::Hold,
                 // The resumed attempt applied an older digest: now the usual change follows.
                 Action::Resume if stale_resume => {
                     let reprovision = if a.role == Role::Controller { policy.0 } else { policy.1 };

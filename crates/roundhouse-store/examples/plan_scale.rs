@@ -43,6 +43,7 @@ fn main() {
         nodes: (0..n)
             .map(|i| DesiredNode {
                 name: format!("node-{i:07}"),
+                hooks: vec![],
                 mac: mac(i),
                 domain: format!("node-{i}.lab"),
                 role: if i < 5 {

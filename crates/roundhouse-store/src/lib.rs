@@ -40,7 +40,8 @@ pub use lock::{ApplyLock, LockError, LockHolder, StateDir};
 pub use lokomotive::{ImportError, ImportReport, import_lokomotive};
 pub use memory::MemoryStore;
 pub use record::{
-    Change, Event, EventQuery, FetchRecord, NodeRecord, apply_change, note_event, start_changes,
+    Change, Event, EventQuery, FetchRecord, HookRun, NodeRecord, apply_change, note_event,
+    start_changes,
 };
 pub use redb_store::{OpenMode, RedbStore};
 

@@ -1,6 +1,7 @@
 //! What the store keeps, and the one function that turns a [`Change`] into a new record plus
 //! the event that explains it (shared by every backend so they cannot disagree).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bootdata::Mac;
@@ -25,6 +26,19 @@ pub struct NodeRecord {
     pub version: u64,
     /// When the last change was applied.
     pub updated_at: Timestamp,
+    /// Post-provision hooks that succeeded since the last confirmed installation, by name.
+    /// Absent in records written before hooks existed, which reads as "none ran".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hooks: BTreeMap<String, HookRun>,
+}
+
+/// A hook's last successful run on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// The hook's input digest when it ran.
+    pub digest: String,
+    /// When it finished.
+    pub at: Timestamp,
 }
 
 impl NodeRecord {
@@ -36,6 +50,7 @@ impl NodeRecord {
             recreate: None,
             version: 0,
             updated_at: at,
+            hooks: BTreeMap::new(),
         }
     }
 
@@ -66,6 +81,11 @@ impl NodeRecord {
         ObservedNode {
             state: self.state.clone(),
             recreate: self.recreate,
+            hooks: self
+                .hooks
+                .iter()
+                .map(|(name, run)| (name.clone(), run.digest.clone()))
+                .collect(),
         }
     }
 }
@@ -97,6 +117,23 @@ pub enum Change {
     },
     /// Withdraw a pending recreate.
     CancelRecreate,
+    /// A post-provision hook succeeded with these inputs. Refused unless the node runs a
+    /// confirmed installation (hooks run on an installed OS).
+    HookSucceeded {
+        /// The hook's name.
+        name: String,
+        /// Its input digest.
+        digest: String,
+    },
+    /// A post-provision hook failed: recorded in the history; the hook stays pending.
+    HookFailed {
+        /// The hook's name.
+        name: String,
+        /// Its input digest.
+        digest: String,
+        /// What failed (step, command, output tail).
+        error: String,
+    },
 }
 
 /// One entry of a node's history. Events are never deleted or rewritten.
@@ -110,7 +147,8 @@ pub struct Event {
     /// When it happened (caller's clock).
     pub at: Timestamp,
     /// `begin-install`, `begin-reprovision`, `triggered`, `confirmed`, `failed`, `abandoned`,
-    /// `adopted`, `forgotten`, `recreate-requested`, `recreate-cancelled`, or `note`.
+    /// `adopted`, `forgotten`, `recreate-requested`, `recreate-cancelled`, `hook-succeeded`,
+    /// `hook-failed`, or `note`.
     pub kind: String,
     /// The lifecycle state's name after the event.
     pub state: String,
@@ -169,6 +207,7 @@ pub fn apply_change(
 ) -> Result<Event, TransitionError> {
     let mut state = record.state.clone();
     let mut recreate = record.recreate;
+    let mut hooks = record.hooks.clone();
     let (kind, digest, path, message): (&str, Option<String>, Option<ProvisionPath>, String) =
         match change {
             Change::BeginInstall(intent) => {
@@ -198,6 +237,8 @@ pub fn apply_change(
                 if path == Some(ProvisionPath::Pxe) {
                     recreate = None;
                 }
+                // Both paths wipe what hooks put on the node: they are all pending again.
+                hooks.clear();
                 (
                     "confirmed",
                     inst.and_then(|i| i.digest.known().map(str::to_string)),
@@ -227,6 +268,7 @@ pub fn apply_change(
             Change::Forget => {
                 state.forget();
                 recreate = None;
+                hooks.clear();
                 ("forgotten", None, None, String::new())
             }
             Change::RequestRecreate { allow_controller } => {
@@ -250,9 +292,34 @@ pub fn apply_change(
                 recreate = None;
                 ("recreate-cancelled", None, None, String::new())
             }
+            Change::HookSucceeded { name, digest } => {
+                require_installed(&state, "record a hook run on")?;
+                hooks.insert(
+                    name.clone(),
+                    HookRun {
+                        digest: digest.clone(),
+                        at,
+                    },
+                );
+                ("hook-succeeded", Some(digest), None, format!("hook {name}"))
+            }
+            Change::HookFailed {
+                name,
+                digest,
+                error,
+            } => {
+                require_installed(&state, "record a hook failure on")?;
+                (
+                    "hook-failed",
+                    Some(digest),
+                    None,
+                    format!("hook {name}: {error}"),
+                )
+            }
         };
     record.state = state;
     record.recreate = recreate;
+    record.hooks = hooks;
     record.version += 1;
     record.updated_at = at;
     Ok(Event {
@@ -265,6 +332,20 @@ pub fn apply_change(
         path,
         message,
     })
+}
+
+/// Hooks run on an installed OS; recording one anywhere else is an executor bug.
+fn require_installed(state: &NodeState, transition: &'static str) -> Result<(), TransitionError> {
+    match state {
+        NodeState::Installed(_)
+        | NodeState::Failed {
+            previous: Some(_), ..
+        } => Ok(()),
+        _ => Err(TransitionError {
+            from: state.name(),
+            transition,
+        }),
+    }
 }
 
 fn failed_attempt(state: &NodeState) -> (Option<String>, Option<ProvisionPath>) {
@@ -330,7 +411,9 @@ pub fn start_changes(
                 Change::BeginReprovision(intent(ProvisionPath::InPlace)),
             )]
         }
-        Action::Resume | Action::Hold | Action::None | Action::Error => Vec::new(),
+        Action::Resume | Action::RunHooks | Action::Hold | Action::None | Action::Error => {
+            Vec::new()
+        }
     }
 }
 
@@ -437,6 +520,69 @@ mod tests {
         assert_eq!(r.recreate, None);
         assert_eq!(ev(&mut r, Change::Forget).1, "unknown");
         assert_eq!(r.version, 9);
+    }
+
+    /// Hook runs are recorded on an installed node only, and every confirmed installation
+    /// makes them pending again (it wiped what they put there).
+    #[test]
+    fn hook_runs_are_recorded_until_the_next_installation() {
+        let mac = Mac::parse("52:54:00:00:00:01").unwrap();
+        let mut r = NodeRecord::empty(mac, t(0));
+        let done = |name: &str| Change::HookSucceeded {
+            name: name.into(),
+            digest: "sha256:h1".into(),
+        };
+        let err = apply_change(&mut r, done("h1"), t(1)).unwrap_err();
+        assert_eq!(err.from, "unknown");
+        apply_change(
+            &mut r,
+            Change::BeginInstall(intent(ProvisionPath::Pxe)),
+            t(1),
+        )
+        .unwrap();
+        assert!(
+            apply_change(&mut r, done("h1"), t(2)).is_err(),
+            "not while installing"
+        );
+        apply_change(&mut r, Change::Confirm, t(3)).unwrap();
+        let e = apply_change(&mut r, done("h1"), t(4)).unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.digest.as_deref(), e.message.as_str()),
+            ("hook-succeeded", Some("sha256:h1"), "hook h1")
+        );
+        let e = apply_change(
+            &mut r,
+            Change::HookFailed {
+                name: "h2".into(),
+                digest: "sha256:h2".into(),
+                error: "`false` exited with status 1".into(),
+            },
+            t(5),
+        )
+        .unwrap();
+        assert_eq!(e.kind, "hook-failed");
+        assert_eq!(e.message, "hook h2: `false` exited with status 1");
+        assert_eq!(
+            r.observed().hooks,
+            [("h1".to_string(), "sha256:h1".to_string())].into(),
+            "a failure records nothing as done"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["hooks"]["h1"]["digest"], "sha256:h1");
+        apply_change(
+            &mut r,
+            Change::BeginReprovision(intent(ProvisionPath::InPlace)),
+            t(6),
+        )
+        .unwrap();
+        assert_eq!(r.hooks.len(), 1, "an attempt alone changes nothing");
+        apply_change(&mut r, Change::Confirm, t(7)).unwrap();
+        assert!(r.hooks.is_empty(), "the re-provision wiped them");
+        // Records from before hooks existed read as "no hook ran".
+        let mut old = serde_json::to_value(&r).unwrap();
+        old.as_object_mut().unwrap().remove("hooks");
+        let back: NodeRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

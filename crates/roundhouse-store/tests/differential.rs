@@ -32,7 +32,7 @@ fn change(kind: u8, at: Timestamp) -> Change {
         started_at: at,
         stage: IntentStage::Started,
     };
-    match kind % 10 {
+    match kind % 12 {
         0 => Change::BeginInstall(intent(ProvisionPath::Pxe)),
         1 => Change::BeginReprovision(intent(ProvisionPath::InPlace)),
         2 => Change::MarkTriggered,
@@ -50,14 +50,23 @@ fn change(kind: u8, at: Timestamp) -> Change {
         8 => Change::RequestRecreate {
             allow_controller: at.unix_millis() % 2 == 0,
         },
-        _ => Change::CancelRecreate,
+        9 => Change::CancelRecreate,
+        10 => Change::HookSucceeded {
+            name: format!("h{}", at.unix_millis() % 2),
+            digest: format!("sha256:{:064x}", at.unix_millis()),
+        },
+        _ => Change::HookFailed {
+            name: "h0".into(),
+            digest: "sha256:00".into(),
+            error: "exit 1".into(),
+        },
     }
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0u8..4, 0u8..10).prop_map(|(m, k)| Op::Change(m, k)),
-        1 => prop::collection::vec((0u8..4, 0u8..10), 1..4).prop_map(Op::Batch),
+        6 => (0u8..4, 0u8..12).prop_map(|(m, k)| Op::Change(m, k)),
+        1 => prop::collection::vec((0u8..4, 0u8..12), 1..4).prop_map(Op::Batch),
         1 => (0u8..4).prop_map(Op::Note),
         2 => (0u8..4, 0i64..50).prop_map(|(m, t)| Op::Fetch(m, t)),
     ]

@@ -24,6 +24,7 @@ fn desired_node(name: &str, m: &str, domain: &str, role: Role) -> DesiredNode {
         domain: domain.into(),
         role,
         digest: format!("sha256:{}", "d".repeat(64)),
+        hooks: vec![],
     }
 }
 

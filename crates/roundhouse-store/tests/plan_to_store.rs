@@ -27,6 +27,7 @@ fn node(n: u8, role: Role) -> DesiredNode {
         domain: format!("n{n}.lab"),
         role,
         digest: dg('b'),
+        hooks: vec![],
     }
 }
 

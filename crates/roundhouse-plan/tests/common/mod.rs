@@ -2,11 +2,13 @@
 //! tests.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+
 use bootdata::Mac;
 use roundhouse_config::model::{ChangePolicy, Policy, Role};
 use roundhouse_plan::{
-    Action, AppliedDigest, Desired, DesiredNode, Installed, Intent, IntentStage, NodeState,
-    Observed, ObservedNode, PlanItem, ProvisionPath, RecreateRequest, Timestamp,
+    Action, AppliedDigest, Desired, DesiredHook, DesiredNode, Installed, Intent, IntentStage,
+    NodeState, Observed, ObservedNode, PlanItem, ProvisionPath, RecreateRequest, Timestamp,
 };
 
 pub const NOW: Timestamp = Timestamp::from_unix_millis(1_764_064_980_000); // 2025-11-25T10:03:00Z
@@ -38,6 +40,23 @@ pub fn node(n: u8, role: Role, digest: &str) -> DesiredNode {
         domain: format!("node{n}.example"),
         role,
         digest: digest.to_string(),
+        hooks: vec![],
+    }
+}
+
+/// A hook named `name` with input digest `dg(c)`.
+pub fn hook(name: &str, c: char) -> DesiredHook {
+    DesiredHook {
+        name: name.to_string(),
+        digest: dg(c),
+    }
+}
+
+/// Records that `hooks` succeeded on `m` (as the executor does after running them).
+pub fn hooks_done(o: &mut Observed, m: Mac, hooks: &[DesiredHook]) {
+    let entry = o.nodes.get_mut(&m).expect("a record for the node");
+    for h in hooks {
+        entry.hooks.insert(h.name.clone(), h.digest.clone());
     }
 }
 
@@ -81,6 +100,7 @@ pub fn observe(entries: Vec<(Mac, NodeState)>) -> Observed {
             ObservedNode {
                 state,
                 recreate: None,
+                hooks: BTreeMap::new(),
             },
         );
     }
@@ -93,6 +113,7 @@ pub fn request_recreate(o: &mut Observed, m: Mac, allow_controller: bool) {
         .or_insert(ObservedNode {
             state: NodeState::Unknown,
             recreate: None,
+            hooks: BTreeMap::new(),
         })
         .recreate = Some(RecreateRequest {
         requested_at: at(60),
@@ -107,6 +128,7 @@ pub fn apply_success(observed: &mut Observed, item: &PlanItem, now: Timestamp) {
     let entry = observed.nodes.entry(item.mac).or_insert(ObservedNode {
         state: NodeState::Unknown,
         recreate: None,
+        hooks: BTreeMap::new(),
     });
     let state = &mut entry.state;
     let fresh = |path| Intent {
@@ -146,7 +168,18 @@ pub fn apply_success(observed: &mut Observed, item: &PlanItem, now: Timestamp) {
             }
             step(state.confirm(now));
         }
-        Action::Hold | Action::None | Action::Error => {}
+        Action::RunHooks | Action::Hold | Action::None | Action::Error => {}
+    }
+    // A confirmed installation wiped what hooks put there (the store clears the record on
+    // confirm); then the executor runs the item's hooks and records each success.
+    if matches!(
+        item.action,
+        Action::Provision | Action::ReprovisionInPlace | Action::Resume
+    ) {
+        entry.hooks.clear();
+    }
+    for h in &item.hooks {
+        entry.hooks.insert(h.name.clone(), h.digest.clone());
     }
 }
 
