@@ -251,7 +251,14 @@ impl Session {
 
     /// Runs `command` (a shell command line) and collects its output and exit status.
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
-        match self.run(command).await? {
+        self.exec_with_input(command, &[]).await
+    }
+
+    /// Like [`Session::exec`], with `input` written to the command's standard input (then
+    /// end of file). Keeps file contents (secrets among them) out of the command line, which
+    /// other users of the machine could read in the process list.
+    pub async fn exec_with_input(&self, command: &str, input: &[u8]) -> Result<Output, SshError> {
+        match self.run(command, input).await? {
             Some(output) => Ok(output),
             None => Err(SshError::Dropped {
                 target: self.target.to_string(),
@@ -263,7 +270,7 @@ impl Session {
     /// Runs a command that reboots the machine. A connection that drops before an exit status
     /// arrives is the expected outcome, not an error.
     pub async fn exec_reboot(&self, command: &str) -> Result<Reboot, SshError> {
-        match self.run(command).await {
+        match self.run(command, &[]).await {
             Ok(Some(output)) => Ok(Reboot::Exited(output)),
             Ok(None) => Ok(Reboot::ConnectionDropped),
             // The machine may go down mid-write; the channel then fails as a protocol error.
@@ -273,7 +280,7 @@ impl Session {
     }
 
     /// `None` when the channel closed without an exit status.
-    async fn run(&self, command: &str) -> Result<Option<Output>, SshError> {
+    async fn run(&self, command: &str, input: &[u8]) -> Result<Option<Output>, SshError> {
         let name = self.target.to_string();
         let work = async {
             let mut channel =
@@ -291,6 +298,20 @@ impl Session {
                     target: name.clone(),
                     source,
                 })?;
+            if !input.is_empty() {
+                channel
+                    .data(input)
+                    .await
+                    .map_err(|source| SshError::Protocol {
+                        target: name.clone(),
+                        source,
+                    })?;
+            }
+            // End of input, so a command reading standard input (cat, tee) finishes.
+            channel.eof().await.map_err(|source| SshError::Protocol {
+                target: name.clone(),
+                source,
+            })?;
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
             let mut status = None;

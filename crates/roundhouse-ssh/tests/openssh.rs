@@ -127,6 +127,43 @@ async fn runs_commands_with_a_pinned_host_key() {
     session.close().await;
 }
 
+/// Input reaches the command's standard input, followed by end of file (a `cat` that never
+/// saw EOF would hang until the command timeout).
+#[tokio::test]
+async fn feeds_standard_input() {
+    let sshd = start_sshd();
+    let session = Session::connect(
+        &sshd.target(),
+        sshd.client_key(),
+        vec![sshd.host_key()],
+        Timeouts::default(),
+    )
+    .await
+    .unwrap();
+    let input: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let out = session
+        .exec_with_input("cat | sha256sum", &input)
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    let expected = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&input)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.stdout, expected.stdout);
+    let empty = session.exec("cat").await.unwrap();
+    assert!(empty.success() && empty.stdout.is_empty(), "{empty:?}");
+    session.close().await;
+}
+
 #[tokio::test]
 async fn refuses_an_unexpected_host_key() {
     let sshd = start_sshd();
