@@ -348,6 +348,8 @@ pub enum Power {
         cipher_suite: u8,
         /// Boot in EFI mode when setting the next boot device.
         efi: bool,
+        /// What the boot device is around an install.
+        persistent_boot: PersistentBoot,
     },
     /// Redfish over HTTPS.
     Redfish {
@@ -362,5 +364,34 @@ pub enum Power {
         /// Accept any certificate (explicit opt-in).
         insecure: bool,
         efi: bool,
+        /// How to authenticate.
+        auth: RedfishAuth,
+        /// What the boot device is around an install.
+        persistent_boot: PersistentBoot,
     },
+}
+
+/// The boot-device policy of a node with a BMC (`persistent_boot = ...`), so a machine never
+/// loops into reinstalling itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PersistentBoot {
+    /// `"disk"` (default): PXE for the next boot only when installing; once the install has
+    /// succeeded, disk becomes the persistent boot device.
+    #[default]
+    Disk,
+    /// `"network"`: PXE on every boot (Racker's way); the boot server tells installed machines
+    /// to boot from their disk. Nothing is changed after the install.
+    Network,
+}
+
+/// How the Redfish driver authenticates (`auth = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedfishAuth {
+    /// `"auto"` (default): a session when the service offers a SessionService, else basic.
+    #[default]
+    Auto,
+    /// `"basic"`: HTTP basic authentication on every request.
+    Basic,
+    /// `"session"`: create a session (X-Auth-Token), delete it afterwards.
+    Session,
 }

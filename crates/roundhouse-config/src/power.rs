@@ -21,6 +21,7 @@ pub(crate) const IPMI_ATTRS: &[&str] = &[
     "password_file",
     "cipher_suite",
     "efi",
+    "persistent_boot",
 ];
 pub(crate) const REDFISH_ATTRS: &[&str] = &[
     "driver",
@@ -32,6 +33,8 @@ pub(crate) const REDFISH_ATTRS: &[&str] = &[
     "ca_file",
     "insecure",
     "efi",
+    "auth",
+    "persistent_boot",
 ];
 pub(crate) const POWER_ATTRS: &[&str] = &[
     "driver",
@@ -48,6 +51,8 @@ pub(crate) const POWER_ATTRS: &[&str] = &[
     "system_id",
     "ca_file",
     "insecure",
+    "auth",
+    "persistent_boot",
 ];
 
 /// Power settings as written in one block: the raw attributes, evaluated later per node.
@@ -200,6 +205,17 @@ pub(crate) fn read_power(
                 optional(&f, "cipher_suite", |r| r.uint(&f, "cipher_suite", 0, 17), r)?
                     .unwrap_or(3);
             let efi = optional(&f, "efi", |r| r.bool(&f, "efi"), r)?.unwrap_or(true);
+            let persistent_boot = read_persistent_boot(&f, r)?;
+            if ![3, 17].contains(&cipher_suite) {
+                let span = f.get("cipher_suite").map(|a| span_of(&a.value));
+                if let Some(span) = span {
+                    r.error(&span, format!("cipher suite {cipher_suite} is not supported"))
+                        .help = Some(
+                        "roundhouse speaks cipher suite 3 (HMAC-SHA1, AES-CBC-128) and 17 (HMAC-SHA256, AES-CBC-128)".into(),
+                    );
+                }
+                return None;
+            }
             if present.contains(&false) {
                 return None;
             }
@@ -210,6 +226,7 @@ pub(crate) fn read_power(
                 password: password?,
                 cipher_suite: cipher_suite as u8,
                 efi,
+                persistent_boot,
             }
         }
         _ => {
@@ -230,6 +247,25 @@ pub(crate) fn read_power(
             let insecure =
                 optional(&f, "insecure", |r| r.bool(&f, "insecure"), r)?.unwrap_or(false);
             let efi = optional(&f, "efi", |r| r.bool(&f, "efi"), r)?.unwrap_or(true);
+            let auth = optional(
+                &f,
+                "auth",
+                |r| {
+                    r.choice(
+                        &f,
+                        "auth",
+                        &[
+                            ("auto", RedfishAuth::Auto),
+                            ("basic", RedfishAuth::Basic),
+                            ("session", RedfishAuth::Session),
+                        ],
+                    )
+                },
+                r,
+            );
+            // Both read before bailing out, so one run reports both mistakes.
+            let persistent_boot = read_persistent_boot(&f, r);
+            let (auth, persistent_boot) = (auth?.unwrap_or_default(), persistent_boot?);
             if present.contains(&false) {
                 return None;
             }
@@ -241,10 +277,33 @@ pub(crate) fn read_power(
                 ca_file,
                 insecure,
                 efi,
+                auth,
+                persistent_boot,
             }
         }
     };
     Some(Some(power))
+}
+
+fn read_persistent_boot(f: &Fields<'_>, r: &mut Reader<'_, '_>) -> Option<PersistentBoot> {
+    Some(
+        optional(
+            f,
+            "persistent_boot",
+            |r| {
+                r.choice(
+                    f,
+                    "persistent_boot",
+                    &[
+                        ("disk", PersistentBoot::Disk),
+                        ("network", PersistentBoot::Network),
+                    ],
+                )
+            },
+            r,
+        )?
+        .unwrap_or_default(),
+    )
 }
 
 pub(crate) fn read_secret(f: &Fields<'_>, r: &mut Reader<'_, '_>) -> Option<Secret> {

@@ -116,6 +116,7 @@ fn cluster_power_defaults_merge_under_node_power() {
             password: Secret::File(PathBuf::from("site/secrets/bmc")),
             cipher_suite: 3,
             efi: true,
+            persistent_boot: PersistentBoot::Disk,
         })
     );
     // Another driver: the cluster's ipmi defaults don't apply.
@@ -136,6 +137,8 @@ fn cluster_power_defaults_merge_under_node_power() {
             ca_file: Some(PathBuf::from("site/ca.pem")),
             insecure: false,
             efi: true,
+            auth: RedfishAuth::Auto,
+            persistent_boot: PersistentBoot::Disk,
         })
     );
 }
