@@ -101,10 +101,19 @@ fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
-/// Ports of machine `i` in a block starting at `base`.
+/// The own loopback address of machine `i`: 127.1.0.1, 127.1.0.2, … (all of 127/8 is
+/// loopback on Linux, no configuration needed). Ports stay unique, so two fleets may share
+/// addresses.
+pub fn machine_address(i: usize) -> std::net::Ipv4Addr {
+    let n = i + 1;
+    std::net::Ipv4Addr::new(127, 1 + (n >> 16) as u8, (n >> 8) as u8, n as u8)
+}
+
+/// Address and ports of machine `i` in a block starting at `base`.
 fn ports_of(base: u16, i: usize) -> Ports {
     let p = base as usize + 3 * i;
     Ports {
+        address: machine_address(i),
         bmc: p as u16,
         ssh: (p + 1) as u16,
         ssh_installer: (p + 2) as u16,
@@ -142,8 +151,9 @@ impl Fleet {
         shims::install(&shim_dir).map_err(state(shim_dir.clone()))?;
         let all = spec.all_machines();
         let n = all.len();
-        // A BMC listener, two sshd listeners and their connections per machine.
-        let needed = 4 * n as u64 + 256;
+        // A BMC listener, sshd listeners (the OS's port on two addresses) and their
+        // connections per machine.
+        let needed = 5 * n as u64 + 256;
         if let Some(limit) = open_files_limit()
             && limit < needed
         {

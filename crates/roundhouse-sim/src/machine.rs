@@ -40,9 +40,13 @@ pub struct Env {
     pub boot_url: String,
 }
 
-/// Loopback ports of one machine.
+/// Loopback address and ports of one machine.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Ports {
+    /// The machine's own loopback address (`127.1.0.1` for the first machine): its sshd
+    /// listens there as well as on `127.0.0.1`, so every machine can have a domain of its
+    /// own, as a cluster file requires.
+    pub address: std::net::Ipv4Addr,
     /// Redfish BMC.
     pub bmc: u16,
     /// The installed OS's sshd ("port 22").
@@ -147,6 +151,8 @@ pub struct MachineInfo {
     pub boot: BootSettings,
     /// Disk contents, e.g. `sda: flatcar stable 3975.2.0` or `sda: blank`.
     pub disks: Vec<String>,
+    /// The machine's own loopback address; its sshd answers there too (same ports).
+    pub address: String,
     /// `127.0.0.1:PORT` of the installed OS's sshd.
     pub ssh: String,
     /// `127.0.0.1:PORT` of the installer's sshd.
@@ -305,6 +311,7 @@ impl Machine {
             status: lock(&s.status).clone(),
             boot: lock(&s.boot).clone(),
             disks: disk_states(&s.dir.join("disks")),
+            address: s.ports.address.to_string(),
             ssh: format!("127.0.0.1:{}", s.ports.ssh),
             ssh_installer: format!("127.0.0.1:{}", s.ports.ssh_installer),
             bmc_url: format!("http://127.0.0.1:{}", s.ports.bmc),
@@ -1020,12 +1027,16 @@ impl Runner {
                     continue;
                 }
             };
-            match ssh::serve(real, ctx.clone(), key.clone()).await {
+            let addrs = [std::net::Ipv4Addr::LOCALHOST, self.m.ports.address];
+            match ssh::serve_on(&addrs, real, ctx.clone(), key.clone()).await {
                 Ok(s) => {
                     servers.push(s);
                     listening.push(port);
                 }
-                Err(e) => self.m.fail(format!("sshd: binding 127.0.0.1:{real}: {e}")),
+                Err(e) => self.m.fail(format!(
+                    "sshd: binding 127.0.0.1:{real} and {}:{real}: {e}",
+                    self.m.ports.address
+                )),
             }
         }
         (servers, listening)

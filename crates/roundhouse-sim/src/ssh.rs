@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -144,31 +144,58 @@ pub fn host_key(tree: &Tree) -> Result<PrivateKey, String> {
     Ok(key)
 }
 
-/// A listening sshd; dropping it closes the listener and every session soon after,
+/// A listening sshd; dropping it closes the listeners and every session soon after,
 /// [`SshServer::stop`] before it returns.
 pub struct SshServer {
     stop: watch::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-    /// Where it listens.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where it listens (the first address when it listens on several).
     pub addr: SocketAddr,
 }
 
 impl SshServer {
     /// Stops listening and cuts every session; the port refuses connections once this returns.
     pub async fn stop(self) {
-        let SshServer { stop, task, .. } = self;
+        let SshServer { stop, tasks, .. } = self;
         drop(stop);
-        let _ = task.await;
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 }
 
 /// Starts an sshd on `127.0.0.1:port` for `ctx`.
 pub async fn serve(port: u16, ctx: Arc<OsContext>, key: PrivateKey) -> std::io::Result<SshServer> {
-    let sock = TcpSocket::new_v4()?;
-    sock.set_reuseaddr(true)?;
-    sock.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    let listener = sock.listen(256)?;
-    let addr = listener.local_addr()?;
+    serve_on(&[Ipv4Addr::LOCALHOST], port, ctx, key).await
+}
+
+/// Starts an sshd on `port` of each of `addrs` for `ctx`. With port 0 the first address picks
+/// a free port and the others use the same one.
+pub async fn serve_on(
+    addrs: &[Ipv4Addr],
+    port: u16,
+    ctx: Arc<OsContext>,
+    key: PrivateKey,
+) -> std::io::Result<SshServer> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    let mut port = port;
+    for a in addrs {
+        let sock = TcpSocket::new_v4()?;
+        sock.set_reuseaddr(true)?;
+        sock.bind(SocketAddr::from((*a, port)))?;
+        let listener = sock.listen(256)?;
+        port = listener.local_addr()?.port();
+        listeners.push(listener);
+    }
+    let addr = match listeners.first() {
+        Some(l) => l.local_addr()?,
+        None => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "sshd: no address to listen on",
+            ));
+        }
+    };
     let config = Arc::new(russh::server::Config {
         keys: vec![key],
         auth_rejection_time: Duration::from_millis(20),
@@ -177,49 +204,59 @@ pub async fn serve(port: u16, ctx: Arc<OsContext>, key: PrivateKey) -> std::io::
         server_id: russh::SshId::Standard("SSH-2.0-OpenSSH_9.3 roundhouse-sim".into()),
         ..Default::default()
     });
-    let (stop, mut stopped) = watch::channel(());
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(_) => continue,
+    let (stop, stopped) = watch::channel(());
+    let tasks = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, ctx.clone(), config.clone(), stopped.clone())))
+        .collect();
+    Ok(SshServer { stop, tasks, addr })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<OsContext>,
+    config: Arc<russh::server::Config>,
+    mut stopped: watch::Receiver<()>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        // russh runs the session in a task of its own; a second handle on the socket lets
+        // the machine cut the connection when it goes down.
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
+        let Ok(killer) = std_stream.try_clone() else {
+            continue;
+        };
+        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+            continue;
+        };
+        let handler = Conn {
+            ctx: ctx.clone(),
+            user: String::new(),
+            stdins: HashMap::new(),
+        };
+        let config = config.clone();
+        let mut stop_session = stopped.clone();
+        tokio::spawn(async move {
+            let Ok(session) = russh::server::run_stream(config, stream, handler).await else {
+                return;
+            };
+            tokio::select! {
+                _ = session => {},
+                _ = stop_session.changed() => {
+                    let _ = killer.shutdown(std::net::Shutdown::Both);
                 },
-                _ = stopped.changed() => return,
-            };
-            let _ = stream.set_nodelay(true);
-            // russh runs the session in a task of its own; a second handle on the socket lets
-            // the machine cut the connection when it goes down.
-            let Ok(std_stream) = stream.into_std() else {
-                continue;
-            };
-            let Ok(killer) = std_stream.try_clone() else {
-                continue;
-            };
-            let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
-                continue;
-            };
-            let handler = Conn {
-                ctx: ctx.clone(),
-                user: String::new(),
-                stdins: HashMap::new(),
-            };
-            let config = config.clone();
-            let mut stop_session = stopped.clone();
-            tokio::spawn(async move {
-                let Ok(session) = russh::server::run_stream(config, stream, handler).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = session => {},
-                    _ = stop_session.changed() => {
-                        let _ = killer.shutdown(std::net::Shutdown::Both);
-                    },
-                }
-            });
-        }
-    });
-    Ok(SshServer { stop, task, addr })
+            }
+        });
+    }
 }
 
 struct Conn {
