@@ -35,6 +35,7 @@ enum Command {
     ImportLokomotive(cmd::import::ImportArgs),
     Serve(cmd::serve::ServeArgs),
     Butane(cmd::butane::ButaneArgs),
+    Lab(cmd::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::ImportLokomotive(args) => cmd::import::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Butane(args) => cmd::butane::run(args),
+        Command::Lab(args) => cmd::lab::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

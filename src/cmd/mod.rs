@@ -4,6 +4,7 @@ pub mod apply;
 pub mod butane;
 pub mod common;
 pub mod import;
+pub mod lab;
 pub mod plan;
 pub mod recreate;
 pub mod render;

@@ -1,0 +1,189 @@
+//! `roundhouse lab`: a simulated fleet and boot server on this machine (docs/lab.md). The
+//! work is in `crates/roundhouse-lab`; this module parses and prints.
+
+use std::path::PathBuf;
+
+use roundhouse_lab::{LabError, PowerAction, UpOptions};
+
+use crate::cmd::common::OutputFormat;
+use crate::exit::Exit;
+
+/// Try roundhouse without a rack: simulated machines, a boot server, a cluster file.
+///
+/// `lab up` starts a boot server (`roundhouse serve`) and a simulated fleet in the background
+/// and writes a cluster file for it; then use `roundhouse plan/apply/status` on
+/// DIR/cluster.hcl as on real machines. Each simulated machine has a Redfish BMC, a disk,
+/// an iPXE client, an installer and Ignition that really run, and an SSH server on its own
+/// loopback address. `lab demo` runs the whole story in under a minute.
+///
+/// Exit codes: 0 success, 1 failure, 64 bad command line, 69 this machine lacks a program
+/// or privilege the simulator needs (the message says what to install or allow).
+///
+/// Examples:
+///   roundhouse lab demo
+///   roundhouse lab up --controllers 3 --workers 3
+///   roundhouse apply lab/cluster.hcl --yes
+///   roundhouse lab status
+///   roundhouse lab power worker-1 cycle
+///   roundhouse lab down --purge
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+/// The lab directory argument.
+#[derive(Debug, clap::Args)]
+pub struct DirArg {
+    /// The lab directory (cluster file, state, logs, simulated disks).
+    #[arg(long, default_value = "lab", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Create (or restart) a lab and start its boot server and machines in the background.
+    ///
+    /// Writes DIR/cluster.hcl (controllers and workers, role snippets in DIR/snippets, a
+    /// post-provision hook for controllers, power through `roundhouse lab power`), starts
+    /// the boot server and the simulator, and records pids and ports in DIR/lab.json. A
+    /// restarted lab keeps its files, ports and installed disks.
+    Up {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Number of controllers.
+        #[arg(long, default_value_t = 3)]
+        controllers: usize,
+        /// Number of workers.
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        /// Multiplies every simulated boot duration (1 = a Flatcar VM's timings, PXE install
+        /// about a minute; 0.02 = about a second).
+        #[arg(long, default_value_t = 0.02, value_name = "F")]
+        time_scale: f64,
+    },
+    /// Stop the lab's processes and remove its mounts (files stay unless --purge).
+    Down {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Delete the lab directory too.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Each machine's power, boot settings, disk, and the OS and config it runs.
+    Status {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// Power a machine through its BMC: on, off, cycle, pxe (network boot once and
+    /// restart), disk (disk boot once and restart).
+    Power {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Node name, as in the cluster file.
+        node: String,
+        /// on, off, cycle, pxe or disk.
+        action: PowerAction,
+    },
+    /// The narrated scenario: provision by PXE, change snippets, plan, apply, status,
+    /// re-create a controller, verify every node over SSH. Under a minute.
+    Demo {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Time factor of the simulated machines (see `lab up`).
+        #[arg(long, default_value_t = 0.02, value_name = "F")]
+        time_scale: f64,
+        /// Leave the lab running afterwards (stop it with `roundhouse lab down`).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Runs the simulated fleet of SPEC in the foreground (started by `lab up`).
+    #[command(hide = true)]
+    FleetRun {
+        /// Fleet spec (JSON or TOML; docs/simulator.md).
+        spec: PathBuf,
+    },
+}
+
+fn lab_error(e: LabError) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code: e.exit_code(),
+        message: format!("error: {e}"),
+    })
+}
+
+fn binary() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?)
+}
+
+pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    match args.command {
+        LabCommand::Up {
+            dir,
+            controllers,
+            workers,
+            time_scale,
+        } => {
+            let state = roundhouse_lab::up(&UpOptions {
+                dir: dir.dir.clone(),
+                controllers,
+                workers,
+                time_scale,
+                binary: binary()?,
+            })
+            .map_err(lab_error)?;
+            let lab = roundhouse_lab::LabDir::new(&dir.dir).map_err(lab_error)?;
+            println!("{}", roundhouse_lab::demo::up_summary(&lab, &state));
+            Ok(())
+        }
+        LabCommand::Down { dir, purge } => {
+            let report = roundhouse_lab::down(&dir.dir, purge).map_err(lab_error)?;
+            for (what, pid, killed) in &report.stopped {
+                let how = if *killed { "killed" } else { "stopped" };
+                println!("{how} the {what} (pid {pid})");
+            }
+            if report.stopped.is_empty() {
+                println!("nothing was running");
+            }
+            if report.unmounted > 0 {
+                println!("removed {} mounts", report.unmounted);
+            }
+            if report.purged {
+                println!("deleted {}", dir.dir.display());
+            }
+            Ok(())
+        }
+        LabCommand::Status { dir, output } => {
+            let lab = roundhouse_lab::LabDir::new(&dir.dir).map_err(lab_error)?;
+            let state = lab.load().map_err(lab_error)?;
+            let rows = roundhouse_lab::status::collect(&lab, &state).map_err(lab_error)?;
+            match output {
+                OutputFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                OutputFormat::Text => print!("{}", roundhouse_lab::status::table(&rows)),
+            }
+            Ok(())
+        }
+        LabCommand::Power { dir, node, action } => {
+            let line = roundhouse_lab::power::power(&dir.dir, &node, action).map_err(lab_error)?;
+            println!("{line}");
+            Ok(())
+        }
+        LabCommand::Demo {
+            dir,
+            time_scale,
+            keep,
+        } => roundhouse_lab::demo::run(&roundhouse_lab::demo::DemoOptions {
+            dir: dir.dir,
+            time_scale,
+            keep,
+            binary: binary()?,
+        })
+        .map_err(lab_error),
+        LabCommand::FleetRun { spec } => roundhouse_lab::fleet::run(&spec).map_err(lab_error),
+    }
+}
