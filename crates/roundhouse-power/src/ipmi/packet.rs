@@ -2,7 +2,7 @@
 //!
 //! Everything here reads bytes that came off the network from a BMC, which may be buggy,
 //! misconfigured or hostile: every read is bounds-checked and every malformed reply becomes a
-//! [`DecodeError`], never a panic (see the proptest at the bottom and `tests/decoder_props.rs`).
+//! [`DecodeError`], never a panic (see the proptests at the bottom and in `tests/decoder_props.rs`).
 
 /// RMCP header: version 1.0, reserved, sequence 0xFF (no RMCP ack), class IPMI.
 pub const RMCP_HEADER: [u8; 4] = [0x06, 0x00, 0xFF, 0x07];
@@ -345,10 +345,11 @@ pub fn decode_open_session_response(p: &[u8]) -> Result<OpenSessionResponse, Dec
     let mut c = Cursor::new(p);
     let tag = c.u8("message tag")?;
     let status = c.u8("status code")?;
-    let _privilege = c.u8("maximum privilege")?;
-    let _ = c.u8("reserved")?;
-    let console_id = c.u32le("console session ID")?;
     if status != 0 {
+        // Failure answers may stop right after the status (OpenIPMI's simulator does): the
+        // console ID is read when present, else reported as 0.
+        let _ = c.take(2, "maximum privilege, reserved");
+        let console_id = c.u32le("console session ID").unwrap_or(0);
         return Ok(OpenSessionResponse {
             tag,
             status,
@@ -357,6 +358,9 @@ pub fn decode_open_session_response(p: &[u8]) -> Result<OpenSessionResponse, Dec
             algorithms: None,
         });
     }
+    let _privilege = c.u8("maximum privilege")?;
+    let _ = c.u8("reserved")?;
+    let console_id = c.u32le("console session ID")?;
     let managed_id = c.u32le("managed system session ID")?;
     let mut algs = [0u8; 3];
     for (i, slot) in algs.iter_mut().enumerate() {
@@ -596,6 +600,9 @@ mod tests {
         let r = decode_open_session_response(&p).unwrap();
         assert_eq!((r.tag, r.status, r.console_id), (1, 0x11, 0xDDCCBBAA));
         assert!(r.algorithms.is_none());
+        // Cut short after the status, as OpenIPMI's simulator sends it.
+        let r = decode_open_session_response(&p[..2]).unwrap();
+        assert_eq!((r.tag, r.status, r.console_id), (1, 0x11, 0));
     }
 
     proptest! {

@@ -160,7 +160,8 @@ impl<'c> Session<'c> {
                 }
                 let r = packet::decode_open_session_response(p.payload)
                     .map_err(|e| proto(bmc, e))?;
-                Ok((r.tag == tag && r.console_id == console_id).then_some(r))
+                let ours = r.console_id == console_id || (r.status != 0 && r.console_id == 0);
+                Ok((r.tag == tag && ours).then_some(r))
             },
         )
         .await?;
