@@ -142,6 +142,16 @@ impl RedfishBmc {
                     return Err(err);
                 }
                 Err(e) => {
+                    let chain = error_chain(&e);
+                    // A certificate problem will not go away by asking again.
+                    if chain.contains("certificate") {
+                        return Err(PowerError::Protocol {
+                            bmc: self.name.clone(),
+                            detail: format!(
+                                "{what}: TLS: {chain} (set ca_file to the CA that signed the BMC's certificate, or insecure = true)"
+                            ),
+                        });
+                    }
                     let transient = e.is_connect() || (e.is_timeout() && method != Method::POST);
                     if transient && retry_allowed {
                         tokio::time::sleep(backoff(attempt)).await;
@@ -153,12 +163,12 @@ impl RedfishBmc {
                             what: what.to_string(),
                             after: start.elapsed(),
                             attempts: attempt,
-                            detail: format!("; last: {}", error_chain(&e)),
+                            detail: format!("; last: {chain}"),
                         });
                     }
                     return Err(PowerError::Protocol {
                         bmc: self.name.clone(),
-                        detail: format!("{what}: {}", error_chain(&e)),
+                        detail: format!("{what}: {chain}"),
                     });
                 }
             }
