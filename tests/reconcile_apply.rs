@@ -68,6 +68,8 @@ mount -t overlay overlay -o lowerdir=/,upperdir="$W/u",workdir="$W/w" "$W/root"
 R="$W/root"
 for d in proc dev sys run tmp; do mount --rbind "/$d" "$R/$d"; done
 echo 'core:x:0:0:core:/root:/bin/sh' >> "$R/etc/passwd"
+echo 'etcd:x:232:232:etcd:/var/lib/etcd:/bin/false' >> "$R/etc/passwd"
+echo 'etcd:x:232:' >> "$R/etc/group"
 mkdir -p "$R/boot/flatcar" "$R/usr/share/oem" "$R/var/log" "$R/run/sshd"
 rm -f "$R/ignition_ran"
 echo $$ > "$R/etc/sim-master.pid"
@@ -138,6 +140,8 @@ struct Lab {
     boot_url: String,
     nodes: Vec<Node>,
     kernel_arg: String,
+    /// `hook` blocks appended to the cluster file.
+    hooks: String,
 }
 
 impl Drop for Lab {
@@ -212,6 +216,7 @@ impl Lab {
             boot_url,
             nodes,
             kernel_arg: "lab.generation=1".into(),
+            hooks: String::new(),
         };
         lab.write_cluster();
         let r = lab.roundhouse(&["render", "cluster.hcl"]);
@@ -244,6 +249,7 @@ impl Lab {
                 n.name, n.role, n.mac, n.addr, n.port
             ));
         }
+        s.push_str(&self.hooks);
         std::fs::write(self.root().join("cluster.hcl"), s).unwrap();
     }
 
@@ -913,4 +919,228 @@ fn a_failing_remote_step_stops_before_the_reboot() {
     assert_eq!(status["w1"]["state"], "failed");
     assert_eq!(status["w1"]["drift"], true);
     assert_eq!(action_of(&lab.plan_json(), "w1"), "reprovision-in-place");
+}
+
+fn hooks_of<'a>(plan: &'a serde_json::Value, node: &str) -> Vec<&'a str> {
+    plan["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == node)
+        .unwrap()["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect()
+}
+
+fn hook_states(status: &serde_json::Value) -> Vec<(String, String)> {
+    status["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["name"].as_str().unwrap().to_string(),
+                h["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn hook_file(secret_command: &str, everywhere_command: &str) -> String {
+    format!(
+        r#"
+hook "copy-controller-secrets" {{
+  roles = ["controller"]
+  upload {{
+    source      = "secrets/etcd-ca.crt"
+    destination = "/etc/ssl/etcd/ca.crt"
+    mode        = "0600"
+    owner       = "etcd:etcd"
+  }}
+  run = ["{secret_command}"]
+}}
+
+hook "everywhere" {{
+  upload {{
+    content     = "hello from roundhouse\n"
+    destination = "/etc/roundhouse-hello"
+  }}
+  run     = ["{everywhere_command}"]
+  timeout = 20
+}}
+"#
+    )
+}
+
+const SECRET_RUN: &str = "sudo sh -c 'cat /etc/ssl/etcd/ca.crt >> /var/log/secret-runs'";
+const EVERYWHERE_RUN: &str = "sudo sh -c 'echo run >> /var/log/everywhere-runs'";
+
+/// Post-provision hooks end to end: after the PXE install each node gets its role's hooks
+/// (files with mode and owner, commands in order); changing one hook's input re-runs only that
+/// hook on only its nodes, without re-provisioning; a failing command fails the node with the
+/// hook, the command and its output, leaves the installation recorded and the hook pending;
+/// a PXE re-creation runs the hooks again.
+#[test]
+fn hooks_run_after_install_rerun_on_change_and_fail_with_their_output() {
+    let mut lab = Lab::new(&[("c1", "controller"), ("w1", "worker")]);
+    std::fs::create_dir_all(lab.root().join("secrets")).unwrap();
+    std::fs::write(lab.root().join("secrets/etcd-ca.crt"), "CA one\n").unwrap();
+    lab.hooks = hook_file(SECRET_RUN, EVERYWHERE_RUN);
+    lab.write_cluster();
+
+    let plan = lab.plan_json();
+    assert_eq!(
+        hooks_of(&plan, "c1"),
+        vec!["copy-controller-secrets", "everywhere"]
+    );
+    assert_eq!(hooks_of(&plan, "w1"), vec!["everywhere"]);
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    use std::os::unix::fs::MetadataExt;
+    let ca = lab.node_path("c1", "/etc/ssl/etcd/ca.crt");
+    let meta = std::fs::metadata(&ca).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!((meta.uid(), meta.gid()), (232, 232), "owner etcd:etcd");
+    assert_eq!(std::fs::read_to_string(&ca).unwrap(), "CA one\n");
+    assert!(
+        !lab.node_path("w1", "/etc/ssl/etcd/ca.crt").exists(),
+        "controllers only"
+    );
+    for n in ["c1", "w1"] {
+        let hello = lab.node_path(n, "/etc/roundhouse-hello");
+        let meta = std::fs::metadata(&hello).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o644, "default mode");
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "default owner root:root");
+        assert_eq!(
+            lab.node_file(n, "/etc/roundhouse-hello"),
+            "hello from roundhouse\n"
+        );
+        assert_eq!(lab.node_file(n, "/var/log/everywhere-runs"), "run\n", "{n}");
+        // The upload went through `sudo install` into a staged name, then a rename.
+        let log = lab.node_file(n, "/var/log/shim.log");
+        assert!(
+            log.contains("sudo install -D -m 0644 -o root -g root"),
+            "{n}: {log}"
+        );
+    }
+    assert_eq!(lab.node_file("c1", "/var/log/secret-runs"), "CA one\n");
+    let status = lab.status();
+    for n in ["c1", "w1"] {
+        assert!(
+            hook_states(&status[n]).iter().all(|(_, s)| s == "done"),
+            "{n}: {}",
+            status[n]
+        );
+    }
+    let again = lab.roundhouse(&["plan", "cluster.hcl", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+
+    // The secret changes: only the controller's secret hook runs again; nothing is
+    // re-provisioned.
+    std::fs::write(lab.root().join("secrets/etcd-ca.crt"), "CA two\n").unwrap();
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "c1"), "run-hooks");
+    assert_eq!(hooks_of(&plan, "c1"), vec!["copy-controller-secrets"]);
+    assert_eq!(action_of(&plan, "w1"), "none");
+    let status = lab.status();
+    assert_eq!(
+        hook_states(&status["c1"]),
+        vec![
+            ("copy-controller-secrets".to_string(), "pending".to_string()),
+            ("everywhere".to_string(), "done".to_string())
+        ]
+    );
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lab.node_file("c1", "/var/log/secret-runs"),
+        "CA one\nCA two\n"
+    );
+    assert_eq!(lab.node_file("c1", "/var/log/everywhere-runs"), "run\n");
+    assert_eq!(lab.node_file("w1", "/var/log/everywhere-runs"), "run\n");
+    assert_eq!(lab.node_file("c1", "/etc/ssl/etcd/ca.crt"), "CA two\n");
+    let power = std::fs::read_to_string(lab.root().join("power.log")).unwrap();
+    assert_eq!(power.lines().count(), 2, "no PXE install: {power}");
+    assert!(!lab.node_file("c1", "/var/log/shim.log").contains("reboot"));
+    assert_eq!(lab.status()["c1"]["state"], "installed");
+
+    // A failing command fails the node with the hook, the command and its output.
+    let failing = "sh -c 'echo some output; echo it broke >&2; exit 3'";
+    lab.hooks = hook_file(SECRET_RUN, failing);
+    lab.write_cluster();
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "run-hooks");
+    assert_eq!(hooks_of(&plan, "w1"), vec!["everywhere"]);
+    let out = lab.apply(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for n in ["c1", "w1"] {
+        assert!(
+            stderr.contains(&format!(
+                "failed: node {n}: hook everywhere: `{failing}` exited with status 3: some output"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(stderr.contains("it broke"), "{stderr}");
+    let status = lab.status();
+    for n in ["c1", "w1"] {
+        assert_eq!(
+            status[n]["state"], "installed",
+            "the installation stays recorded"
+        );
+        assert_eq!(status[n]["applied_digest"], status[n]["desired_digest"]);
+        assert_eq!(
+            status[n]["last_action"]["kind"], "hook-failed",
+            "{}",
+            status[n]
+        );
+        assert!(
+            hook_states(&status[n]).contains(&("everywhere".to_string(), "pending".to_string())),
+            "{}",
+            status[n]
+        );
+    }
+    let plan = lab.plan_json();
+    assert_eq!(
+        action_of(&plan, "w1"),
+        "run-hooks",
+        "still pending: the next apply retries"
+    );
+
+    // Fixed: it runs and is done.
+    lab.hooks = hook_file(
+        SECRET_RUN,
+        "sudo sh -c 'echo fixed >> /var/log/everywhere-runs'",
+    );
+    lab.write_cluster();
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lab.node_file("w1", "/var/log/everywhere-runs"),
+        "run\nfixed\n"
+    );
+
+    // A PXE re-creation wipes the node: every one of its hooks runs again.
+    let out = lab.roundhouse(&["recreate", "cluster.hcl", "w1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "provision");
+    assert_eq!(hooks_of(&plan, "w1"), vec!["everywhere"]);
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lab.node_file("w1", "/var/log/everywhere-runs"),
+        "run\nfixed\nfixed\n"
+    );
+    assert_eq!(
+        lab.node_file("c1", "/var/log/secret-runs"),
+        "CA one\nCA two\n"
+    );
+    let detailed = lab.roundhouse(&["plan", "cluster.hcl", "--detailed-exitcode"]);
+    assert_eq!(detailed.status.code(), Some(0), "{}", text(&detailed));
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use roundhouse_apply::exec::{Executor, NodeSpec, Progress, Settings};
+use roundhouse_apply::exec::{Executor, HookSpec, NodeSpec, Progress, Settings};
 use roundhouse_apply::journal::JournalReader;
 use roundhouse_apply::keys::KeyStore;
 use roundhouse_apply::netboot::NetbootWriter;
@@ -272,6 +272,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
                 linux_console: roundhouse_render::linux_console(cluster),
                 host_keys,
                 power,
+                hooks: cluster
+                    .hooks_for(node.role)
+                    .map(|h| HookSpec::new(h.clone()))
+                    .collect(),
             },
         );
     }

@@ -17,7 +17,9 @@ use crate::cmd::plan::{StateArgs, open_store_if_exists, prepare};
 /// confirmed on the machine (applied; `unknown` for nodes adopted from Lokomotive), the
 /// lifecycle state, the final config the machine last fetched from the boot server and when
 /// (from the boot server's fetch journal; `current` when those are the bytes published now),
-/// the last recorded action and its result, and drift (desired differs from applied).
+/// the last recorded action and its result, drift (desired differs from applied), and each
+/// post-provision hook: done (succeeded with its current inputs since the last installation)
+/// or pending.
 ///
 /// Examples:
 ///   roundhouse status cluster.hcl
@@ -45,6 +47,20 @@ struct NodeStatus {
     last_fetch: Option<LastFetch>,
     last_action: Option<LastAction>,
     pending_intent: Option<roundhouse_plan::Intent>,
+    hooks: Vec<HookStatus>,
+}
+
+/// A post-provision hook on one node: `done` when it succeeded with its current inputs since
+/// the node's last installation, else `pending` (the next plan runs it).
+#[derive(Debug, Serialize)]
+struct HookStatus {
+    name: String,
+    state: &'static str,
+    /// Its current input digest.
+    digest: String,
+    /// The inputs and time of its last success since the last installation.
+    done_digest: Option<String>,
+    done_at: Option<roundhouse_plan::Timestamp>,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,7 +129,26 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                     .and_then(|sha| published.digest_for_sha(sha, applied_known)),
                 sha256: f.digest,
             });
+        let hooks = cluster
+            .hooks_for(node.role)
+            .map(|h| {
+                let digest = h.input_digest();
+                let done = record.as_ref().and_then(|r| r.hooks.get(&h.name));
+                HookStatus {
+                    name: h.name.clone(),
+                    state: if done.is_some_and(|d| d.digest == digest) {
+                        "done"
+                    } else {
+                        "pending"
+                    },
+                    digest,
+                    done_digest: done.map(|d| d.digest.clone()),
+                    done_at: done.map(|d| d.at),
+                }
+            })
+            .collect();
         rows.push(NodeStatus {
+            hooks,
             name: node.name.clone(),
             role: node.role.as_str(),
             mac: node.mac.to_string(),
@@ -139,8 +174,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         OutputFormat::Text => {
             writeln!(
                 out,
-                "{:<16} {:<10} {:<14} {:<12} {:<12} {:<5} {:<34} LAST ACTION",
-                "NODE", "ROLE", "STATE", "DESIRED", "APPLIED", "DRIFT", "LAST FETCH"
+                "{:<16} {:<10} {:<14} {:<12} {:<12} {:<5} {:<34} {:<18} LAST ACTION",
+                "NODE", "ROLE", "STATE", "DESIRED", "APPLIED", "DRIFT", "LAST FETCH", "HOOKS"
             )?;
             for r in &rows {
                 let fetch = r.last_fetch.as_ref().map_or("-".to_string(), |f| {
@@ -161,9 +196,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                     }
                     s
                 });
+                let pending = r.hooks.iter().filter(|h| h.state == "pending").count();
+                let hooks = match (r.hooks.len(), pending) {
+                    (0, _) => "-".to_string(),
+                    (n, 0) => format!("{n} done"),
+                    (n, p) => format!("{} done, {p} pending", n - p),
+                };
                 writeln!(
                     out,
-                    "{:<16} {:<10} {:<14} {:<12} {:<12} {:<5} {:<34} {}",
+                    "{:<16} {:<10} {:<14} {:<12} {:<12} {:<5} {:<34} {:<18} {}",
                     r.name,
                     r.role,
                     r.state,
@@ -171,6 +212,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                     r.applied_digest.as_ref().map_or("-", |a| a.short()),
                     if r.drift { "yes" } else { "no" },
                     fetch,
+                    hooks,
                     action
                 )?;
             }

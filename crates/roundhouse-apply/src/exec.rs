@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bootdata::Mac;
 use roundhouse_boot::state::Netboot;
-use roundhouse_config::Role;
+use roundhouse_config::{Hook, Role, Upload};
 use roundhouse_plan::{
     Action, Intent, IntentStage, Plan, PlanItem, ProvisionPath, Timestamp, short_digest,
 };
@@ -104,6 +104,27 @@ pub struct NodeSpec {
     pub host_keys: Vec<PublicKey>,
     /// How to PXE-boot it.
     pub power: Arc<dyn PowerDriver>,
+    /// Its post-provision hooks, in the order they run.
+    pub hooks: Vec<HookSpec>,
+}
+
+/// A post-provision hook as the executor runs it.
+#[derive(Debug, Clone)]
+pub struct HookSpec {
+    /// The hook from the cluster file.
+    pub hook: Arc<Hook>,
+    /// Its input digest, recorded when it succeeds.
+    pub digest: String,
+}
+
+impl HookSpec {
+    /// The hook with its digest computed.
+    pub fn new(hook: Hook) -> HookSpec {
+        HookSpec {
+            digest: hook.input_digest(),
+            hook: Arc::new(hook),
+        }
+    }
 }
 
 /// What happened, as it happens: one line per step per node.
@@ -327,6 +348,113 @@ impl Executor {
 
     async fn run_node(&self, item: &PlanItem, spec: &NodeSpec) -> StepResult {
         match item.action {
+            Action::Provision | Action::ReprovisionInPlace | Action::Resume => {
+                self.install(item, spec).await?;
+            }
+            Action::RunHooks => {}
+            other => return Err(format!("{other} is not something to execute")),
+        }
+        self.run_hooks(item, spec).await
+    }
+
+    /// Runs the item's hooks in order, recording each success; the first failure stops the
+    /// rest (they stay pending, as does the failed one).
+    async fn run_hooks(&self, item: &PlanItem, spec: &NodeSpec) -> StepResult {
+        for planned in &item.hooks {
+            let Some(h) = spec.hooks.iter().find(|h| h.hook.name == planned.name) else {
+                return Err(format!(
+                    "hook {} was planned but is not configured for this node (planner bug)",
+                    planned.name
+                ));
+            };
+            let name = &h.hook.name;
+            let limit = Duration::from_secs(h.hook.timeout_secs);
+            self.progress(spec, format!("running hook {name}"));
+            let result =
+                match tokio::time::timeout(limit, self.run_hook(spec, &h.hook, limit)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "did not finish within {} (its `timeout`)",
+                        secs(limit)
+                    )),
+                };
+            match result {
+                Ok(()) => {
+                    self.change(
+                        spec,
+                        Change::HookSucceeded {
+                            name: name.clone(),
+                            digest: h.digest.clone(),
+                        },
+                    )?;
+                    self.progress(spec, format!("hook {name} succeeded"));
+                }
+                Err(e) => {
+                    let _ = self.change(
+                        spec,
+                        Change::HookFailed {
+                            name: name.clone(),
+                            digest: h.digest.clone(),
+                            error: e.clone(),
+                        },
+                    );
+                    return Err(format!("hook {name}: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One hook: uploads (each to a temporary file, then into place), then its commands.
+    async fn run_hook(&self, spec: &NodeSpec, hook: &Hook, limit: Duration) -> StepResult {
+        let session = self
+            .reach_with(
+                spec,
+                self.settings.reach_deadline,
+                "reaching the node",
+                limit,
+            )
+            .await?;
+        let result = async {
+            for u in &hook.uploads {
+                let what = format!(
+                    "uploading {} (mode {:04o}, owner {}:{})",
+                    u.destination, u.mode, u.user, u.group
+                );
+                let out = session
+                    .exec_with_input(&upload_command(u), &u.content)
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))?;
+                if !out.success() {
+                    return Err(format!(
+                        "{what}: exited with status {}: {}",
+                        out.exit_status,
+                        output_tail(&out)
+                    ));
+                }
+            }
+            for command in &hook.run {
+                let out = session
+                    .exec(command)
+                    .await
+                    .map_err(|e| format!("`{command}`: {e}"))?;
+                if !out.success() {
+                    return Err(format!(
+                        "`{command}` exited with status {}: {}",
+                        out.exit_status,
+                        output_tail(&out)
+                    ));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        session.close().await;
+        result
+    }
+
+    async fn install(&self, item: &PlanItem, spec: &NodeSpec) -> StepResult {
+        match item.action {
             Action::Provision => {
                 if item.intent.is_some() {
                     self.change(
@@ -497,13 +625,17 @@ impl Executor {
     }
 
     async fn connect(&self, spec: &NodeSpec) -> Result<Session, SshError> {
+        self.connect_with(spec, self.settings.command_timeout).await
+    }
+
+    async fn connect_with(&self, spec: &NodeSpec, command: Duration) -> Result<Session, SshError> {
         Session::connect(
             &self.target(spec),
             Arc::clone(&self.operator_key),
             spec.host_keys.clone(),
             Timeouts {
                 connect: self.settings.connect_timeout,
-                command: self.settings.command_timeout,
+                command,
             },
         )
         .await
@@ -511,10 +643,22 @@ impl Executor {
 
     /// Connects, retrying transient failures with backoff until `deadline`.
     async fn reach(&self, spec: &NodeSpec, deadline: Duration, step: &str) -> StepResult<Session> {
+        self.reach_with(spec, deadline, step, self.settings.command_timeout)
+            .await
+    }
+
+    /// [`Self::reach`] with `command` as the session's per-command timeout.
+    async fn reach_with(
+        &self,
+        spec: &NodeSpec,
+        deadline: Duration,
+        step: &str,
+        command: Duration,
+    ) -> StepResult<Session> {
         let start = Instant::now();
         let mut pause = self.settings.poll_initial;
         loop {
-            match self.connect(spec).await {
+            match self.connect_with(spec, command).await {
                 Ok(s) => return Ok(s),
                 Err(e) if !e.is_transient() => return Err(format!("{step}: {e}")),
                 Err(e) => {
@@ -783,6 +927,40 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// The shell command that puts standard input at `u.destination`: first into a temporary
+/// file of the login user, then `sudo install` (mode, owner) next to the destination, then a
+/// rename, which is atomic within one directory: the destination never holds a half-written
+/// file, and `install -D` creates missing parent directories.
+pub fn upload_command(u: &Upload) -> String {
+    let dest = sh_quote(&u.destination);
+    let staged = sh_quote(&format!("{}.roundhouse-new", u.destination));
+    format!(
+        "set -e; t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; \
+         sudo install -D -m {:04o} -o {} -g {} \"$t\" {staged}; sudo mv -f {staged} {dest}",
+        u.mode,
+        sh_quote(&u.user),
+        sh_quote(&u.group)
+    )
+}
+
+/// The last lines of a command's output (stdout, then stderr), for error messages.
+fn output_tail(out: &roundhouse_ssh::Output) -> String {
+    const LINES: usize = 20;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(LINES);
+    let tail = lines[start..].join("\n");
+    if tail.is_empty() {
+        "(no output)".into()
+    } else {
+        tail
+    }
+}
+
 /// Quotes `s` for a POSIX shell as one word.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -833,6 +1011,63 @@ mod tests {
             std::fs::read_to_string(out).unwrap(),
             "set linux_append=\"a=1 ignition.config.url=http://b/ignition?mac=52:54:00:00:00:01&os=installed\"\n\
              set linux_console=\"console=ttyS0\"\n"
+        );
+    }
+
+    /// The upload command, run by a real shell with a `sudo` that runs its arguments, leaves
+    /// the exact bytes at the destination with the mode, creates missing directories, and
+    /// removes its temporary file.
+    #[test]
+    fn upload_command_installs_the_bytes_with_their_mode() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+        std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let scratch = tmp.path().join("tmp");
+        std::fs::create_dir(&scratch).unwrap();
+        let dest = tmp.path().join("etc/ssl/it's here/ca.crt");
+        let me = |flag: &str| {
+            let out = std::process::Command::new("id").arg(flag).output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let upload = Upload {
+            content: b"line 1\n\x00binary\xff".to_vec(),
+            source: None,
+            destination: dest.display().to_string(),
+            mode: 0o640,
+            user: me("-u"),
+            group: me("-g"),
+        };
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(upload_command(&upload))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("TMPDIR", &scratch)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&upload.content)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(std::fs::read(&dest).unwrap(), upload.content);
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        assert_eq!(
+            std::fs::read_dir(&scratch).unwrap().count(),
+            0,
+            "temp file left"
+        );
+        assert_eq!(
+            std::fs::read_dir(dest.parent().unwrap()).unwrap().count(),
+            1,
+            "staged file left"
         );
     }
 
@@ -949,6 +1184,7 @@ mod rollout_tests {
                     linux_console: String::new(),
                     host_keys: vec![],
                     power: Arc::clone(&power),
+                    hooks: vec![],
                 },
             );
         }

@@ -21,4 +21,6 @@ pub mod netboot;
 pub mod power;
 pub mod publish;
 
-pub use exec::{Executor, NodeResult, NodeSpec, Outcome, Progress, ProgressSink, Report, Settings};
+pub use exec::{
+    Executor, HookSpec, NodeResult, NodeSpec, Outcome, Progress, ProgressSink, Report, Settings,
+};
