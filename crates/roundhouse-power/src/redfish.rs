@@ -10,7 +10,7 @@ use roundhouse_config::RedfishAuth;
 use serde_json::{Value, json};
 
 use crate::{
-    BootDevice, BootOverride, BootSetting, BoxFuture, Bmc, Limits, Password, PowerAction,
+    Bmc, BootDevice, BootOverride, BootSetting, BoxFuture, Limits, Password, PowerAction,
     PowerError, PowerState,
 };
 
@@ -47,7 +47,10 @@ pub struct RedfishBmc {
 /// Credentials for one call.
 enum Auth {
     Basic,
-    Token { token: String, session: Option<String> },
+    Token {
+        token: String,
+        session: Option<String>,
+    },
 }
 
 /// What one call needs to know: how it authenticates and the system's URL.
@@ -104,9 +107,7 @@ impl RedfishBmc {
                 .request(method.clone(), self.url(path))
                 .header("Accept", "application/json");
             rb = match auth {
-                Auth::Basic => {
-                    rb.basic_auth(&self.cfg.username, Some(self.cfg.password.expose()))
-                }
+                Auth::Basic => rb.basic_auth(&self.cfg.username, Some(self.cfg.password.expose())),
                 Auth::Token { token, .. } => rb.header("X-Auth-Token", token),
             };
             if let Some(b) = body {
@@ -186,7 +187,14 @@ impl RedfishBmc {
     async fn connect(&self) -> Result<Conn, PowerError> {
         let basic = Auth::Basic;
         let root = self
-            .request(&basic, Method::GET, "/redfish/v1/", None, None, "GET service root")
+            .request(
+                &basic,
+                Method::GET,
+                "/redfish/v1/",
+                None,
+                None,
+                "GET service root",
+            )
             .await?
             .2;
         let sessions = root
@@ -223,7 +231,13 @@ impl RedfishBmc {
                     .collect()
             })
             .unwrap_or_default();
-        let last = |p: &str| p.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
+        let last = |p: &str| {
+            p.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
         c.system = match &self.cfg.system_id {
             Some(id) => members
                 .iter()
@@ -232,7 +246,11 @@ impl RedfishBmc {
                 .ok_or_else(|| {
                     self.protocol(&format!(
                         "no ComputerSystem {id:?}; the service has: {}",
-                        members.iter().map(|m| last(m)).collect::<Vec<_>>().join(", ")
+                        members
+                            .iter()
+                            .map(|m| last(m))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?,
             None if members.len() == 1 => members[0].clone(),
@@ -240,7 +258,11 @@ impl RedfishBmc {
                 return Err(self.protocol(&format!(
                     "the service has {} ComputerSystems ({}); set system_id",
                     members.len(),
-                    members.iter().map(|m| last(m)).collect::<Vec<_>>().join(", ")
+                    members
+                        .iter()
+                        .map(|m| last(m))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         };
@@ -260,13 +282,16 @@ impl RedfishBmc {
             )
             .await
             .map_err(|e| match e {
-                PowerError::Http { status: 401, body, .. } | PowerError::Http { status: 403, body, .. } => {
-                    PowerError::Auth {
-                        bmc: self.name.clone(),
-                        user: self.cfg.username.clone(),
-                        detail: body,
-                    }
+                PowerError::Http {
+                    status: 401, body, ..
                 }
+                | PowerError::Http {
+                    status: 403, body, ..
+                } => PowerError::Auth {
+                    bmc: self.name.clone(),
+                    user: self.cfg.username.clone(),
+                    detail: body,
+                },
                 other => other,
             })?;
         let token = headers
@@ -287,7 +312,14 @@ impl RedfishBmc {
         } = &c.auth
         {
             let _ = self
-                .request(&c.auth, Method::DELETE, s, None, None, "DELETE session (logout)")
+                .request(
+                    &c.auth,
+                    Method::DELETE,
+                    s,
+                    None,
+                    None,
+                    "DELETE session (logout)",
+                )
                 .await;
         }
     }
@@ -358,12 +390,18 @@ impl RedfishBmc {
             let allowed: Option<Vec<String>> = reset
                 .get("ResetType@Redfish.AllowableValues")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                });
             let ok = |t: &str| allowed.as_ref().is_none_or(|a| a.iter().any(|x| x == t));
             let (kind, wanted) = match action {
                 PowerAction::On => ("On", "On"),
                 PowerAction::Off => ("ForceOff", "Off"),
-                PowerAction::Cycle if sys.get("PowerState").and_then(Value::as_str) == Some("Off") => {
+                PowerAction::Cycle
+                    if sys.get("PowerState").and_then(Value::as_str) == Some("Off") =>
+                {
                     ("On", "On")
                 }
                 PowerAction::Cycle if ok("ForceRestart") => ("ForceRestart", "On"),
@@ -408,7 +446,14 @@ impl RedfishBmc {
     async fn boot(&self, boot: BootOverride) -> Result<(), PowerError> {
         self.with_conn(async |c| {
             let (_, headers, sys) = self
-                .request(&c.auth, Method::GET, &c.system, None, None, "GET ComputerSystem")
+                .request(
+                    &c.auth,
+                    Method::GET,
+                    &c.system,
+                    None,
+                    None,
+                    "GET ComputerSystem",
+                )
                 .await?;
             let b = sys.get("Boot").cloned().unwrap_or(Value::Null);
             let target = match boot.device {
@@ -441,7 +486,11 @@ impl RedfishBmc {
                 .get("ETag")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
-                .or_else(|| sys.get("@odata.etag").and_then(Value::as_str).map(str::to_string));
+                .or_else(|| {
+                    sys.get("@odata.etag")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
             self.request(
                 &c.auth,
                 Method::PATCH,

@@ -24,7 +24,12 @@ async fn install_sequence_reaches_the_chassis_in_order() {
     sim.clear_calls();
 
     let out = pxe_boot(&bmc, true, false).await.unwrap();
-    assert!(out.steps.iter().any(|s| s.contains("power was on: power cycle")), "{out:?}");
+    assert!(
+        out.steps
+            .iter()
+            .any(|s| s.contains("power was on: power cycle")),
+        "{out:?}"
+    );
     // ... the installer runs, the reconciler sees it succeed, then:
     let out = boot_from_disk(&bmc, true).await.unwrap();
     assert!(out.steps[0].contains("disk persistent (EFI)"), "{out:?}");
@@ -34,7 +39,12 @@ async fn install_sequence_reaches_the_chassis_in_order() {
     // ipmitool's `chassis bootdev disk` produces the same call.
     assert_eq!(
         sim.sets(),
-        ["set boot pxe", "set power 0", "set power 1", "set boot default"],
+        [
+            "set boot pxe",
+            "set power 0",
+            "set power 1",
+            "set boot default"
+        ],
         "all calls: {:?}",
         sim.calls()
     );
@@ -47,7 +57,12 @@ async fn install_of_a_machine_that_is_off_powers_it_on() {
     let bmc = sim.bmc(PASSWORD, fast_limits());
     assert_eq!(bmc.power_state().await.unwrap(), PowerState::Off);
     let out = pxe_boot(&bmc, false, false).await.unwrap();
-    assert!(out.steps.iter().any(|s| s.contains("power was off: power on")), "{out:?}");
+    assert!(
+        out.steps
+            .iter()
+            .any(|s| s.contains("power was off: power on")),
+        "{out:?}"
+    );
     assert_eq!(sim.sets(), ["set boot pxe", "set power 1"]);
 }
 
@@ -81,13 +96,21 @@ async fn ipmitool_and_this_client_agree() {
         if s == PowerState::Off {
             break;
         }
-        assert!(Instant::now() < deadline, "still {s} after ipmitool power off");
+        assert!(
+            Instant::now() < deadline,
+            "still {s} after ipmitool power off"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Both clients' changes reached the chassis in the order they were made.
     assert_eq!(
         sim.sets(),
-        ["set boot pxe", "set power 1", "set boot default", "set power 0"]
+        [
+            "set boot pxe",
+            "set power 1",
+            "set boot default",
+            "set power 0"
+        ]
     );
 }
 
@@ -134,11 +157,21 @@ async fn wrong_password_fails_once_clearly_without_a_retry_storm() {
     let err = bmc.power(PowerAction::On).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, PowerError::Auth { .. }), "{msg}");
-    assert!(msg.contains("node n1") && msg.contains("wrong password"), "{msg}");
-    assert!(!msg.contains("not-the-password"), "the password leaked: {msg}");
+    assert!(
+        msg.contains("node n1") && msg.contains("wrong password"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("not-the-password"),
+        "the password leaked: {msg}"
+    );
     // Open Session Request and RAKP 1: nothing retried, nothing after the mismatch.
     assert_eq!(sent.load(Ordering::SeqCst), 2);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(sim.sets().is_empty(), "{:?}", sim.calls());
 }
 
@@ -150,7 +183,10 @@ async fn unknown_user_is_an_authentication_error() {
     let err = IpmiBmc::new(cfg).power_state().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, PowerError::Auth { .. }), "{msg}");
-    assert!(msg.contains("\"nobody\"") && msg.contains("node n1"), "{msg}");
+    assert!(
+        msg.contains("\"nobody\"") && msg.contains("node n1"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -172,11 +208,20 @@ async fn silent_bmc_times_out_within_the_bound() {
     let err = bmc.power_state().await.unwrap_err();
     let took = started.elapsed();
     let msg = err.to_string();
-    assert!(matches!(err, PowerError::Timeout { attempts: 3, .. }), "{msg}");
-    assert!(msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("node n7"), "{msg}");
+    assert!(
+        matches!(err, PowerError::Timeout { attempts: 3, .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("node n7"),
+        "{msg}"
+    );
     // (1 + retries) x request timeout, and not a whole-call retry on top.
     let bound = limits.request_timeout * (limits.retries + 1);
-    assert!(took >= bound && took < bound + Duration::from_secs(1), "{took:?}");
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(1),
+        "{took:?}"
+    );
     drop(silent);
 }
 
@@ -214,5 +259,8 @@ async fn suite_17_is_refused_by_a_bmc_without_it_with_a_clear_message() {
     let err = IpmiBmc::new(cfg).power_state().await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, PowerError::Session { .. }), "{msg}");
-    assert!(msg.contains("cipher suite 17") && msg.contains("cipher_suite = 3"), "{msg}");
+    assert!(
+        msg.contains("cipher suite 17") && msg.contains("cipher_suite = 3"),
+        "{msg}"
+    );
 }

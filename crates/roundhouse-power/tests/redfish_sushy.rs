@@ -65,7 +65,11 @@ impl Sushy {
                 ])
                 .output()
                 .expect("running the venv's python3");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, &out.stdout).unwrap();
             conf.push_str(&format!(
@@ -100,12 +104,35 @@ impl Sushy {
                 assert!(ok, "openssl {args:?} failed");
             };
             openssl(&[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
             ]);
             openssl(&[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
-                "/CN=test-bmc", "-keyout", "bmc.key", "-out", "bmc.csr",
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=test-bmc",
+                "-keyout",
+                "bmc.key",
+                "-out",
+                "bmc.csr",
             ]);
             std::fs::write(
                 d.join("ext.cnf"),
@@ -113,11 +140,27 @@ impl Sushy {
             )
             .unwrap();
             openssl(&[
-                "x509", "-req", "-in", "bmc.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "bmc.crt",
+                "x509",
+                "-req",
+                "-in",
+                "bmc.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "bmc.crt",
             ]);
             let (crt, key) = (d.join("bmc.crt"), d.join("bmc.key"));
-            cmd.arg("--ssl-certificate").arg(&crt).arg("--ssl-key").arg(&key);
+            cmd.arg("--ssl-certificate")
+                .arg(&crt)
+                .arg("--ssl-key")
+                .arg(&key);
             Some(d.join("ca.crt"))
         } else {
             None
@@ -178,7 +221,12 @@ async fn boot_override_reset_and_polling_through_delayed_power_changes() {
     let started = Instant::now();
     let out = pxe_boot(&bmc, true, false).await.unwrap();
     let took = started.elapsed();
-    assert!(out.steps.iter().any(|s| s.contains("power was off: power on")), "{out:?}");
+    assert!(
+        out.steps
+            .iter()
+            .any(|s| s.contains("power was off: power on")),
+        "{out:?}"
+    );
     // pxe_boot returns only once PowerState reads On, however late the emulator applies it.
     assert_eq!(bmc.power_state().await.unwrap(), PowerState::On);
     eprintln!("power on observed after {took:?}");
@@ -188,10 +236,19 @@ async fn boot_override_reset_and_polling_through_delayed_power_changes() {
 
     // Reinstall of a running machine: a restart, then disk after the install.
     let out = pxe_boot(&bmc, true, false).await.unwrap();
-    assert!(out.steps.iter().any(|s| s.contains("power was on: power cycle")), "{out:?}");
+    assert!(
+        out.steps
+            .iter()
+            .any(|s| s.contains("power was on: power cycle")),
+        "{out:?}"
+    );
     boot_from_disk(&bmc, true).await.unwrap();
     let boot = bmc.boot_setting().await.unwrap();
-    assert_eq!((boot.device.as_str(), boot.persistent), ("disk", Some(true)), "{boot}");
+    assert_eq!(
+        (boot.device.as_str(), boot.persistent),
+        ("disk", Some(true)),
+        "{boot}"
+    );
 
     // Off is polled the same way.
     bmc.power(PowerAction::Off).await.unwrap();
@@ -210,7 +267,11 @@ async fn legacy_bios_mode_and_an_unknown_system_id() {
     .await
     .unwrap();
     let boot = bmc.boot_setting().await.unwrap();
-    assert_eq!((boot.efi, boot.persistent), (Some(false), Some(true)), "{boot}");
+    assert_eq!(
+        (boot.efi, boot.persistent),
+        (Some(false), Some(true)),
+        "{boot}"
+    );
 
     let mut cfg = sushy.config("http", PASSWORD);
     cfg.system_id = Some("no-such-system".into());
@@ -220,7 +281,10 @@ async fn legacy_bios_mode_and_an_unknown_system_id() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("no ComputerSystem \"no-such-system\"") && err.contains("node w3"), "{err}");
+    assert!(
+        err.contains("no ComputerSystem \"no-such-system\"") && err.contains("node w3"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -192,7 +192,7 @@ impl SessionKeys {
 
     /// Reverses [`encrypt`](Self::encrypt); rejects anything malformed.
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, DecodeError> {
-        if data.len() < 32 || data.len() % 16 != 0 {
+        if data.len() < 32 || !data.len().is_multiple_of(16) {
             return Err(DecodeError::Invalid(format!(
                 "encrypted payload of {} bytes is not IV + whole AES blocks",
                 data.len()
@@ -233,8 +233,8 @@ mod tests {
         assert_eq!(
             out,
             [
-                0xef, 0xfc, 0xdf, 0x6a, 0xe5, 0xeb, 0x2f, 0xa2, 0xd2, 0x74, 0x16, 0xd5, 0xf1,
-                0x84, 0xdf, 0x9c, 0x25, 0x9a, 0x7c, 0x79
+                0xef, 0xfc, 0xdf, 0x6a, 0xe5, 0xeb, 0x2f, 0xa2, 0xd2, 0x74, 0x16, 0xd5, 0xf1, 0x84,
+                0xdf, 0x9c, 0x25, 0x9a, 0x7c, 0x79
             ]
         );
     }
@@ -242,10 +242,7 @@ mod tests {
     #[test]
     fn hmac_sha256_matches_rfc4231_case_2() {
         let out = CipherSuite::Seventeen.hmac(b"Jefe", &[b"what do ya want for nothing?"]);
-        assert_eq!(
-            out[..8],
-            [0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e]
-        );
+        assert_eq!(out[..8], [0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e]);
         assert_eq!(out.len(), 32);
     }
 

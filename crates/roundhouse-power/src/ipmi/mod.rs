@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub use crypto::CipherSuite;
 
 use crate::{
-    BootDevice, BootOverride, BootSetting, BoxFuture, Bmc, Limits, Password, PowerAction,
+    Bmc, BootDevice, BootOverride, BootSetting, BoxFuture, Limits, Password, PowerAction,
     PowerError, PowerState,
 };
 use session::Session;
@@ -229,7 +229,11 @@ where
     loop {
         match f().await {
             // A timeout already used up its own retransmissions: not again.
-            Err(e) if e.is_transient() && !matches!(e, PowerError::Timeout { .. }) && tries < limits.retries => {
+            Err(e)
+                if e.is_transient()
+                    && !matches!(e, PowerError::Timeout { .. })
+                    && tries < limits.retries =>
+            {
                 tries += 1;
                 tracing::debug!(error = %e, tries, "retrying an IPMI call");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;

@@ -203,6 +203,9 @@ pub fn decode_packet(buf: &[u8], integrity_len: usize) -> Result<Packet<'_>, Dec
     })
 }
 
+/// Computes a packet's integrity code over the bytes it covers.
+pub type Signer<'a> = dyn Fn(&[u8]) -> Vec<u8> + 'a;
+
 /// Builds an RMCP+ packet. With `integrity` the trailer is added and `sign` computes its code
 /// over the session header through the next-header byte.
 pub fn encode_packet(
@@ -211,7 +214,7 @@ pub fn encode_packet(
     session_id: u32,
     seq: u32,
     payload: &[u8],
-    integrity: Option<&dyn Fn(&[u8]) -> Vec<u8>>,
+    integrity: Option<&Signer<'_>>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 48);
     out.extend_from_slice(&RMCP_HEADER);
@@ -319,7 +322,11 @@ pub struct Algorithms {
 pub fn open_session_request(tag: u8, console_id: u32, privilege: u8, alg: Algorithms) -> Vec<u8> {
     let mut p = vec![tag, privilege, 0, 0];
     p.extend_from_slice(&console_id.to_le_bytes());
-    for (kind, value) in [(0u8, alg.auth), (1, alg.integrity), (2, alg.confidentiality)] {
+    for (kind, value) in [
+        (0u8, alg.auth),
+        (1, alg.integrity),
+        (2, alg.confidentiality),
+    ] {
         p.extend_from_slice(&[kind, 0, 0, 8, value, 0, 0, 0]);
     }
     p
@@ -590,7 +597,10 @@ mod tests {
         assert_eq!((pkt.len() - 4 - 12) % 4, 0, "signed part is 4-aligned");
         let p = decode_packet(&pkt, 12).unwrap();
         assert!(p.encrypted && p.authenticated);
-        assert_eq!((p.session_id, p.seq, p.payload), (0x1234, 7, &[1u8, 2, 3][..]));
+        assert_eq!(
+            (p.session_id, p.seq, p.payload),
+            (0x1234, 7, &[1u8, 2, 3][..])
+        );
         assert_eq!(p.auth_code, sign(p.signed).as_slice());
     }
 

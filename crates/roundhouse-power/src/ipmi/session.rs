@@ -158,8 +158,8 @@ impl<'c> Session<'c> {
                 if p.payload_type != payload::OPEN_SESSION_RESPONSE {
                     return Ok(None);
                 }
-                let r = packet::decode_open_session_response(p.payload)
-                    .map_err(|e| proto(bmc, e))?;
+                let r =
+                    packet::decode_open_session_response(p.payload).map_err(|e| proto(bmc, e))?;
                 let ours = r.console_id == console_id || (r.status != 0 && r.console_id == 0);
                 Ok((r.tag == tag && ours).then_some(r))
             },
@@ -251,7 +251,9 @@ impl<'c> Session<'c> {
             return Err(PowerError::Auth {
                 bmc: bmc.to_string(),
                 user: cfg.username.clone(),
-                detail: "the BMC's RAKP Message 2 code does not match this password (wrong password)".into(),
+                detail:
+                    "the BMC's RAKP Message 2 code does not match this password (wrong password)"
+                        .into(),
             });
         }
 
@@ -312,8 +314,13 @@ impl<'c> Session<'c> {
             keys: SessionKeys::derive(suite, &sik),
         };
         // Sessions start at the lowest privilege (user); chassis control needs more.
-        s.command(0x06, 0x3B, &[ADMINISTRATOR], "Set Session Privilege Level (administrator)")
-            .await?;
+        s.command(
+            0x06,
+            0x3B,
+            &[ADMINISTRATOR],
+            "Set Session Privilege Level (administrator)",
+        )
+        .await?;
         Ok(s)
     }
 
