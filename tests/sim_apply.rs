@@ -288,9 +288,10 @@ fn killed_apply_during_an_in_place_reboot_resumes_without_rebooting_again() {
     lab.assert_status_matches_machines();
 }
 
-/// resume (PXE): apply is killed with SIGKILL while a fresh machine it powered on is
-/// network-booting; the next apply sees the boot request in the fetch journal and only
-/// waits: one power action, one install.
+/// resume (PXE): apply is killed with SIGKILL while the power action is still running (a
+/// slow BMC) and the machine it powered on is already network-booting, so the journal has the
+/// intent but not that the power action ran. The next apply finds the machine's boot request
+/// in the fetch journal and only waits: one power action, one install.
 #[test]
 fn killed_apply_during_a_pxe_install_resumes_without_a_second_power_action() {
     let lab = Lab::with_faults(
@@ -303,6 +304,7 @@ fn killed_apply_during_a_pxe_install_resumes_without_a_second_power_action() {
             },
         )],
     );
+    std::fs::write(lab.root().join("slow-bmc"), "").unwrap();
     let args = Lab::apply_args(&[]);
     let mut first = lab
         .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -316,7 +318,14 @@ fn killed_apply_during_a_pxe_install_resumes_without_a_second_power_action() {
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     assert_eq!(lab.info("w1").status.installs, 0, "killed too late");
+    let status = lab.status();
+    assert_eq!(
+        status["w1"]["pending_intent"]["stage"], "started",
+        "{}",
+        status["w1"]
+    );
     assert_eq!(action_of(&lab.plan_json(), "w1"), "resume");
+    std::fs::remove_file(lab.root().join("slow-bmc")).unwrap();
 
     let resumed = lab.apply(&[]);
     lab.assert_ok(&resumed);
@@ -334,18 +343,27 @@ fn killed_apply_during_a_pxe_install_resumes_without_a_second_power_action() {
 }
 
 /// Runs a first apply over w1 (with `fault`), w2 and w3, and checks the common outcome of a
-/// fault: apply exits 1, reports w1 failed with `reason` (and the summary line), the other
-/// two are installed, and status matches the machines.
-fn one_machine_fails_the_rest_finish(fault: Faults, extra: &[&str], reason: &str) -> Lab {
+/// fault: apply exits 1, reports w1 failed with `reason` followed (on the same line) by
+/// `detail`, the other two are installed, status records the reason, and status matches the
+/// machines.
+fn one_machine_fails_the_rest_finish(
+    fault: Faults,
+    extra: &[&str],
+    reason: &str,
+    detail: &str,
+) -> Lab {
     let lab = Lab::with_faults(WORKERS, &[("w1", fault)]);
     let out = lab.apply(extra);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains(&format!("failed: node w1: {reason}")),
-        "{}",
-        text(&out)
-    );
+    for l in err.lines().filter(|l| l.contains("failed: node")) {
+        eprintln!("{l}");
+    }
+    let line = err
+        .lines()
+        .find(|l| l.contains(&format!("failed: node w1: {reason}")))
+        .unwrap_or_else(|| panic!("no failure of w1 with {reason:?}: {}", text(&out)));
+    assert!(line.contains(detail), "{line}");
     assert!(
         err.contains("apply: 2 succeeded, 1 failed, 0 not started"),
         "{err}"
@@ -378,7 +396,8 @@ fn fault_bmc_unreachable() {
             ..Faults::default()
         },
         &[],
-        "power action",
+        "power action: the power command failed (exit status: 7)",
+        "Failed to connect to 127.0.0.1",
     );
     let info = lab.info("w1");
     assert_eq!(info.status.power, "off");
@@ -394,6 +413,7 @@ fn fault_network_boot_fails() {
         },
         &["--pxe-timeout", "20"],
         "did not fetch its new final config",
+        "shows no request from 52:54:00:5e:00:01 since the action started",
     );
     let info = lab.info("w1");
     assert_eq!(info.status.phase, "no-boot-device", "{info:#?}");
@@ -416,6 +436,7 @@ fn fault_installer_fails() {
         },
         &["--pxe-timeout", "20"],
         "did not fetch its new final config",
+        "but never fetched its final config",
     );
     let info = lab.info("w1");
     assert_eq!(info.status.os, Some("installer"), "{info:#?}");
@@ -438,6 +459,7 @@ fn fault_never_comes_back_after_reboot() {
         },
         &["--pxe-timeout", "20"],
         "did not fetch its new final config",
+        "but never fetched its final config",
     );
     let info = lab.info("w1");
     assert_eq!(info.status.phase, "hung", "{info:#?}");
@@ -456,6 +478,7 @@ fn fault_ssh_refused() {
         },
         &["--pxe-timeout", "20"],
         "fetched config",
+        "but did not show /ignition_ran over SSH within 20s (last: connecting to core@127.1.0.1:",
     );
     let info = lab.info("w1");
     assert_eq!(info.status.os, Some("installed"), "{info:#?}");

@@ -42,6 +42,8 @@ curl -fsS --max-time 5 -X PATCH -H 'Content-Type: application/json' \
 curl -fsS --max-time 5 -X POST -H 'Content-Type: application/json' \
   -d '{"ResetType":"ForceRestart"}' "$sys/Actions/ComputerSystem.Reset"
 echo "$name: one-time PXE boot set, restart requested"
+# A slow BMC: the power action itself takes a while (a test kills apply during it).
+if [ -f "$lab/slow-bmc" ]; then sleep 10; fi
 "#;
 
 /// One node of the lab: its cluster-file entry and its simulated machine.
