@@ -3,8 +3,10 @@
 //! leaves either the old or the new transaction, never a mix; the next open repairs its
 //! allocator state if the process died with the file open.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bootdata::Mac;
@@ -55,9 +57,40 @@ enum Handle {
 }
 
 /// The embedded [`StateStore`]: a single redb file.
+///
+/// Writes from many threads are *group-committed*: a writer queues its request and the first
+/// one to get the commit lock writes every queued request in one transaction, so one fsync
+/// covers them all. Each request stays atomic on its own (a refused transition drops only
+/// that request), and every caller returns only after the commit that holds its changes is
+/// durable: "intent journaled before acting" holds for each of them.
 pub struct RedbStore {
     path: PathBuf,
     handle: Handle,
+    queue: Mutex<Vec<Arc<Request>>>,
+    /// Held by the writer committing a group.
+    leader: Mutex<()>,
+    commits: AtomicU64,
+}
+
+/// A queued write.
+enum Op {
+    Batch(Vec<(Mac, Change)>, Timestamp),
+    Note(Mac, String, Timestamp),
+}
+
+enum Reply {
+    Records(Vec<NodeRecord>),
+    Event(Event),
+}
+
+struct Request {
+    op: Mutex<Option<Op>>,
+    reply: Mutex<Option<Result<Reply, StoreError>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding one of these leaves plain data behind, still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RedbStore {
@@ -81,12 +114,189 @@ impl RedbStore {
                 }
             }
         };
-        Ok(RedbStore { path, handle })
+        Ok(RedbStore {
+            path,
+            handle,
+            queue: Mutex::new(Vec::new()),
+            leader: Mutex::new(()),
+            commits: AtomicU64::new(0),
+        })
     }
 
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Write transactions committed by [`StateStore::apply_batch`] and [`StateStore::note`]
+    /// so far: fewer than the calls when concurrent writers were grouped.
+    pub fn group_commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Queues `op` and waits until a commit holding it is durable (or it was refused).
+    fn submit(&self, op: Op) -> Result<Reply, StoreError> {
+        let request = Arc::new(Request {
+            op: Mutex::new(Some(op)),
+            reply: Mutex::new(None),
+        });
+        lock(&self.queue).push(Arc::clone(&request));
+        let _leader = lock(&self.leader);
+        // The previous leader may have taken our request along: it answers before it lets go
+        // of the leader lock, so the answer is here by now.
+        if let Some(reply) = lock(&request.reply).take() {
+            return reply;
+        }
+        let group: Vec<Arc<Request>> = std::mem::take(&mut *lock(&self.queue));
+        let ops: Vec<Op> = group
+            .iter()
+            .map(|r| lock(&r.op).take().expect("a queued request is taken once"))
+            .collect();
+        let replies = match self.with_db(|db| self.commit_group(db, ops)) {
+            Ok(replies) => replies,
+            // The whole group failed to commit; every request gets the error.
+            Err(e) => {
+                let text = e.to_string();
+                let mut first = Some(e);
+                (0..group.len())
+                    .map(|_| {
+                        Err(first.take().unwrap_or_else(|| {
+                            db_err(
+                                &self.path,
+                                redb::Error::Io(std::io::Error::other(text.clone())),
+                            )
+                        }))
+                    })
+                    .collect()
+            }
+        };
+        for (r, reply) in group.iter().zip(replies) {
+            *lock(&r.reply) = Some(reply);
+        }
+        lock(&request.reply)
+            .take()
+            .expect("the leader answers its own request")
+    }
+
+    /// Writes `ops` in one transaction. Each op is checked against the records as the ops
+    /// before it left them; a refused op writes nothing and gets its error, the rest commit.
+    /// The outer error is a failure of the transaction itself.
+    fn commit_group(
+        &self,
+        db: &Database,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let mut replies = Vec::with_capacity(ops.len());
+        let wrote;
+        {
+            let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut seq = meta
+                .get("next_seq")
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value());
+            let mut current: HashMap<Mac, NodeRecord> = HashMap::new();
+            let load = |mac: Mac,
+                        current: &HashMap<Mac, NodeRecord>,
+                        nodes: &redb::Table<&str, &[u8]>,
+                        at: Timestamp|
+             -> Result<NodeRecord, StoreError> {
+                if let Some(r) = current.get(&mac) {
+                    return Ok(r.clone());
+                }
+                let found = nodes
+                    .get(mac.to_string().as_str())
+                    .map_err(|e| self.err(e))?;
+                Ok(match found {
+                    Some(v) => {
+                        self.decode::<NodeRecord>(v.value(), || format!("the record of {mac}"))?
+                    }
+                    None => NodeRecord::empty(mac, at),
+                })
+            };
+            let mut write_event =
+                |mut event: Event, events: &mut redb::Table<(&str, u64), &[u8]>| {
+                    seq += 1;
+                    event.seq = seq;
+                    let key = event.mac.to_string();
+                    events
+                        .insert((key.as_str(), event.seq), encode(&event).as_slice())
+                        .map_err(|e| self.err(e))?;
+                    Ok::<Event, StoreError>(event)
+                };
+            for op in ops {
+                match op {
+                    Op::Batch(changes, at) => {
+                        // Tentative records and events of this batch alone.
+                        let mut touched: Vec<NodeRecord> = Vec::new();
+                        let mut batch_events = Vec::new();
+                        let mut refused = None;
+                        for (mac, change) in changes {
+                            let mut record = match touched.iter().rposition(|r| r.mac == mac) {
+                                Some(i) => touched[i].clone(),
+                                None => load(mac, &current, &nodes, at)?,
+                            };
+                            match apply_change(&mut record, change, at) {
+                                Ok(event) => {
+                                    batch_events.push(event);
+                                    touched.push(record);
+                                }
+                                Err(source) => {
+                                    refused = Some(StoreError::Transition { mac, source });
+                                    break;
+                                }
+                            }
+                        }
+                        if let Some(e) = refused {
+                            replies.push(Err(e));
+                            continue;
+                        }
+                        for event in batch_events {
+                            write_event(event, &mut events)?;
+                        }
+                        for r in &touched {
+                            current.insert(r.mac, r.clone());
+                        }
+                        replies.push(Ok(Reply::Records(touched)));
+                    }
+                    Op::Note(mac, message, at) => {
+                        let state = match current.get(&mac) {
+                            Some(r) => r.state.clone(),
+                            None => nodes
+                                .get(mac.to_string().as_str())
+                                .map_err(|e| self.err(e))?
+                                .map(|v| {
+                                    self.decode::<NodeRecord>(v.value(), || {
+                                        format!("the record of {mac}")
+                                    })
+                                })
+                                .transpose()?
+                                .map_or(roundhouse_plan::NodeState::Unknown, |r| r.state),
+                        };
+                        let event =
+                            write_event(note_event(mac, &message, &state, at), &mut events)?;
+                        replies.push(Ok(Reply::Event(event)));
+                    }
+                }
+            }
+            for (mac, record) in &current {
+                nodes
+                    .insert(mac.to_string().as_str(), encode(record).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            meta.insert("next_seq", seq).map_err(|e| self.err(e))?;
+            wrote = !current.is_empty() || replies.iter().any(|r| matches!(r, Ok(Reply::Event(_))));
+        }
+        if !wrote {
+            // Only refused requests: nothing to make durable.
+            txn.abort().map_err(|e| self.err(e))?;
+            return Ok(replies);
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(replies)
     }
 
     fn with_db<R>(
@@ -166,16 +376,6 @@ impl RedbStore {
             + 1;
         meta.insert("next_seq", seq).map_err(|e| self.err(e))?;
         Ok(seq)
-    }
-
-    fn append_event(&self, txn: &WriteTransaction, mut event: Event) -> Result<Event, StoreError> {
-        event.seq = self.next_seq(txn)?;
-        let key = event.mac.to_string();
-        txn.open_table(EVENTS)
-            .map_err(|e| self.err(e))?
-            .insert((key.as_str(), event.seq), encode(&event).as_slice())
-            .map_err(|e| self.err(e))?;
-        Ok(event)
     }
 
     fn read_node(
@@ -298,46 +498,17 @@ impl StateStore for RedbStore {
         changes: Vec<(Mac, Change)>,
         at: Timestamp,
     ) -> Result<Vec<NodeRecord>, StoreError> {
-        self.with_db(|db| {
-            let txn = db.begin_write().map_err(|e| self.err(e))?;
-            let mut out = Vec::with_capacity(changes.len());
-            for (mac, change) in changes {
-                let key = mac.to_string();
-                let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
-                let current = match nodes.get(key.as_str()).map_err(|e| self.err(e))? {
-                    Some(v) => Some(
-                        self.decode::<NodeRecord>(v.value(), || format!("the record of {mac}"))?,
-                    ),
-                    None => None,
-                };
-                let mut record = current.unwrap_or_else(|| NodeRecord::empty(mac, at));
-                // On a refused transition the transaction is dropped uncommitted: nothing of
-                // the batch is written, not even the events.
-                let event = apply_change(&mut record, change, at)
-                    .map_err(|source| StoreError::Transition { mac, source })?;
-                nodes
-                    .insert(key.as_str(), encode(&record).as_slice())
-                    .map_err(|e| self.err(e))?;
-                drop(nodes);
-                self.append_event(&txn, event)?;
-                out.push(record);
-            }
-            txn.commit().map_err(|e| self.err(e))?;
-            Ok(out)
-        })
+        match self.submit(Op::Batch(changes, at))? {
+            Reply::Records(records) => Ok(records),
+            Reply::Event(_) => unreachable!("a batch is answered with records"),
+        }
     }
 
     fn note(&self, mac: &Mac, message: &str, at: Timestamp) -> Result<Event, StoreError> {
-        self.with_db(|db| {
-            let state = self
-                .read_node(db, mac)?
-                .map(|r| r.state)
-                .unwrap_or(roundhouse_plan::NodeState::Unknown);
-            let txn = db.begin_write().map_err(|e| self.err(e))?;
-            let event = self.append_event(&txn, note_event(*mac, message, &state, at))?;
-            txn.commit().map_err(|e| self.err(e))?;
-            Ok(event)
-        })
+        match self.submit(Op::Note(*mac, message.to_string(), at))? {
+            Reply::Event(event) => Ok(event),
+            Reply::Records(_) => unreachable!("a note is answered with its event"),
+        }
     }
 
     fn events(&self, mac: &Mac, query: EventQuery) -> Result<Vec<Event>, StoreError> {
