@@ -36,7 +36,7 @@ pub struct LabArgs {
 #[derive(Debug, clap::Args)]
 pub struct DirArg {
     /// The lab directory (cluster file, state, logs, simulated disks).
-    #[arg(long, default_value = "lab", value_name = "DIR")]
+    #[arg(long, default_value = "roundhouse-lab", value_name = "DIR")]
     pub dir: PathBuf,
 }
 
@@ -133,6 +133,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                 workers,
                 time_scale,
                 binary: binary()?,
+                detach: true,
             })
             .map_err(lab_error)?;
             let lab = roundhouse_lab::LabDir::new(&dir.dir).map_err(lab_error)?;

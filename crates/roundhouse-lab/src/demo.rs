@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::cluster::{self, HOOK_DESTINATION, HOOK_MARKER, HOOK_NAME, RELEASE_FILE};
 use crate::error::LabError;
 use crate::layout::{LabDir, LabState};
+use crate::status::bare_hex;
 use crate::up::{UpOptions, down, running, up};
 
 /// What `lab demo` runs.
@@ -66,6 +67,8 @@ pub struct NodeCheck {
     pub hook_upload_ok: Option<bool>,
     /// Controllers: the hook's command left its marker.
     pub hook_ran: Option<bool>,
+    /// PXE installations the simulator counted for the machine.
+    pub pxe_installs: u64,
     /// Everything above agrees.
     pub ok: bool,
     /// What disagreed.
@@ -249,8 +252,36 @@ const APPLY_FLAGS: &[&str] = &[
 fn apply(opts: &DemoOptions, cluster: &str) -> Result<(), LabError> {
     let mut args = vec!["apply", cluster];
     args.extend_from_slice(APPLY_FLAGS);
-    let out = roundhouse(opts, &args, true)?;
+    let out = roundhouse(opts, &args, false)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    for l in String::from_utf8_lossy(&out.stderr).lines() {
+        if let Some(shown) = apply_line(l) {
+            println!("          │ {shown}");
+        }
+    }
     require_success(&out, "roundhouse apply")
+}
+
+/// Condenses apply's progress for the narration: per node when it started, its hooks, and
+/// how it ended (the waiting steps and the power command's output are left out); the plan
+/// table and the summary are kept. `None` drops the line.
+fn apply_line(line: &str) -> Option<String> {
+    let is_progress = line.len() > 25
+        && line.as_bytes()[4] == b'-'
+        && line.as_bytes()[10] == b'T'
+        && line.as_bytes()[23] == b'Z';
+    if !is_progress {
+        return (!line.trim_start().starts_with('|')).then(|| line.to_string());
+    }
+    let time = &line[11..23];
+    let rest = line[24..].trim_start();
+    let kind = rest.split_whitespace().nth(1).unwrap_or_default();
+    let keep = match kind {
+        "queued" => false,
+        "step" => rest.contains("hook"),
+        _ => true,
+    };
+    keep.then(|| format!("{time} {rest}"))
 }
 
 /// Stops the lab when the demo ends, however it ends (unless `--keep`).
@@ -305,6 +336,8 @@ fn fresh_dir(dir: &Path) -> Result<(), LabError> {
     if lab.state_file().exists() {
         down(dir, true)?;
     } else {
+        // Never delete through a mount.
+        crate::procs::unmount_all(&std::path::absolute(dir).map_err(LabError::io(dir))?)?;
         std::fs::remove_dir_all(dir).map_err(LabError::io(dir))?;
     }
     Ok(())
@@ -323,6 +356,10 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
     let mut report = Report::default();
     println!("roundhouse lab demo: 3 controllers and 3 workers on simulated bare metal");
     fresh_dir(&opts.dir)?;
+    // Marked first, so the next demo may replace this directory even if this one fails.
+    std::fs::create_dir_all(&opts.dir).map_err(LabError::io(&opts.dir))?;
+    let marker = opts.dir.join(DEMO_MARKER);
+    std::fs::write(&marker, b"").map_err(LabError::io(&marker))?;
 
     n.step(&format!(
         "Start the lab in {}: a boot server and 6 simulated machines (time scale {})",
@@ -335,14 +372,13 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
         workers: 3,
         time_scale: opts.time_scale,
         binary: opts.binary.clone(),
+        detach: false,
     })?;
     let _guard = LabGuard {
         dir: opts.dir.clone(),
         keep: opts.keep,
     };
     let lab = LabDir::new(&opts.dir)?;
-    let marker = lab.root().join(DEMO_MARKER);
-    std::fs::write(&marker, b"").map_err(LabError::io(&marker))?;
     n.say(&up_summary(&lab, &state));
     let cluster_path = lab.cluster_file();
     let cluster = cluster_path.to_string_lossy().into_owned();
@@ -499,8 +535,8 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
 
 fn print_checks(checks: &[NodeCheck]) {
     println!(
-        "          {:<14} {:<10} {:<13} {:<34} {:<6} RESULT",
-        "NODE", "ROLE", "STATUS SAYS", "ON THE NODE (over SSH)", "HOOK"
+        "          {:<14} {:<10} {:<13} {:<34} {:<6} {:<5} RESULT",
+        "NODE", "ROLE", "STATUS SAYS", "ON THE NODE (over SSH)", "HOOK", "PXE"
     );
     for c in checks {
         let hook = match (c.hook_upload_ok, c.hook_ran) {
@@ -509,12 +545,13 @@ fn print_checks(checks: &[NodeCheck]) {
             _ => "-",
         };
         println!(
-            "          {:<14} {:<10} {:<13} {:<34} {:<6} {}",
+            "          {:<14} {:<10} {:<13} {:<34} {:<6} {:<5} {}",
             c.node,
             c.role,
             crate::status::short(&c.status_applied),
             c.found_release,
             hook,
+            c.pxe_installs,
             if c.ok {
                 "ok".to_string()
             } else {
@@ -566,14 +603,19 @@ fn verify_nodes(
                 "status shows applied digest {applied}, which the demo never rendered"
             ));
         }
-        let sim_sha = sim
-            .iter()
-            .find(|s| s.name == m.name)
-            .and_then(|s| s.config_sha256.clone());
-        let ignition_bytes_match = sim_sha.is_some()
-            && published
-                .get(&applied)
-                .is_some_and(|sha| Some(sha) == sim_sha.as_ref());
+        let sim_row = sim.iter().find(|s| s.name == m.name);
+        let sim_sha = sim_row.and_then(|s| s.config_sha256.clone());
+        let pxe_installs = sim_row.map_or(0, |s| s.installs);
+        let want_installs = if m.name == RECREATED { 2 } else { 1 };
+        if pxe_installs != want_installs {
+            problems.push(format!(
+                "the simulator counted {pxe_installs} PXE installations, expected {want_installs}"
+            ));
+        }
+        let ignition_bytes_match = match (&sim_sha, published.get(&applied)) {
+            (Some(seen), Some(sha)) => bare_hex(seen) == bare_hex(sha),
+            _ => false,
+        };
         if !ignition_bytes_match {
             problems.push(format!(
                 "the machine last applied Ignition bytes {:?}, published for {applied}: {:?}",
@@ -637,6 +679,7 @@ fn verify_nodes(
             ignition_bytes_match,
             hook_upload_ok,
             hook_ran,
+            pxe_installs,
             ok: problems.is_empty(),
             problems,
         });
@@ -741,4 +784,29 @@ pub fn up_summary(lab: &LabDir, state: &LabState) -> String {
         d = lab.root().display()
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_progress_is_condensed() {
+        let keep =
+            "2026-11-25T12:48:02.322Z controller-1         succeeded    runs config 7cf637ac4c13";
+        assert_eq!(
+            apply_line(keep).as_deref(),
+            Some("12:48:02.322 controller-1         succeeded    runs config 7cf637ac4c13")
+        );
+        let wait = "2026-11-25T12:48:02.322Z worker-1             step         fetched its new final config";
+        assert_eq!(apply_line(wait), None);
+        let queued =
+            "2026-11-25T12:48:00.392Z worker-1             queued       provision: PXE install";
+        assert_eq!(apply_line(queued), None);
+        assert_eq!(apply_line("                         | power output"), None);
+        assert_eq!(
+            apply_line("apply: 6 succeeded, 0 failed, 0 not started").as_deref(),
+            Some("apply: 6 succeeded, 0 failed, 0 not started")
+        );
+    }
 }

@@ -11,10 +11,11 @@ use rustix::process::{Pid, Signal};
 use crate::error::LabError;
 use crate::layout::Proc;
 
-/// Starts `cmd` detached from the caller: its own process group (so stopping it reaches its
-/// children too, and a Ctrl-C in the caller's terminal does not), stdin closed, stdout and
-/// stderr appended to `log`.
-pub fn spawn(mut cmd: Command, what: &str, log: &Path) -> Result<Proc, LabError> {
+/// Starts `cmd` with stdin closed and stdout and stderr appended to `log`. With `detach` it
+/// gets its own process group, so it outlives a Ctrl-C in the caller's terminal and stopping
+/// it reaches its children too; without, a Ctrl-C reaches it with the caller (the simulator
+/// and the boot server shut down cleanly on SIGINT).
+pub fn spawn(mut cmd: Command, what: &str, log: &Path, detach: bool) -> Result<Proc, LabError> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(LabError::io(dir))?;
     }
@@ -24,17 +25,15 @@ pub fn spawn(mut cmd: Command, what: &str, log: &Path) -> Result<Proc, LabError>
         .open(log)
         .map_err(LabError::io(log))?;
     let err = out.try_clone().map_err(LabError::io(log))?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| LabError::Process {
-            what: what.to_string(),
-            why: format!("could not start {:?}: {e}", cmd.get_program()),
-            log: None,
-        })?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    if detach {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().map_err(|e| LabError::Process {
+        what: what.to_string(),
+        why: format!("could not start {:?}: {e}", cmd.get_program()),
+        log: None,
+    })?;
     // The child is not waited for: it outlives this process. Until this process exits it
     // stays a zombie after it ends, which `alive` treats as gone.
     Ok(Proc {
@@ -58,6 +57,10 @@ pub fn alive(pid: u32, marker: &Path) -> bool {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    // A child that `spawn` just returned may still be inside exec, with no command line yet.
+    if cmdline.is_empty() {
+        return true;
+    }
     let needle = marker.as_os_str().as_encoded_bytes();
     !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle)
 }
@@ -93,7 +96,7 @@ pub fn stop(proc: &Proc, marker: &Path, grace: Duration) -> bool {
 
 /// Kills what is left of the group the lab started (machine shells of a simulator that was
 /// killed). The group id is the lab process's pid; no other group can have it while any
-/// member lives.
+/// member lives, and for a process that was not detached there is no such group.
 fn kill_group(pgid: Pid) {
     let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
 }
@@ -183,7 +186,7 @@ mod tests {
         // The marker is the shell's $0, so it shows in the command line like a lab dir does.
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg("sleep 30; true").arg(&marker);
-        let p = spawn(cmd, "sleeper", &dir.path().join("log")).unwrap();
+        let p = spawn(cmd, "sleeper", &dir.path().join("log"), true).unwrap();
         assert!(alive(p.pid, &marker));
         let killed = stop(&p, &marker, Duration::from_secs(5));
         assert!(!killed, "sh exits on SIGTERM");

@@ -36,6 +36,8 @@ pub struct MachineStatus {
     pub ssh: String,
     /// The machine's last error, if any.
     pub last_error: Option<String>,
+    /// Installations (`flatcar-install` runs) since the simulator started.
+    pub installs: u64,
 }
 
 /// Reads the simulator's machine table and joins it with the lab's nodes.
@@ -80,11 +82,12 @@ pub fn collect(lab: &LabDir, state: &LabState) -> Result<Vec<MachineStatus>, Lab
                 .as_array()
                 .map(|a| a.iter().filter_map(&s).collect())
                 .unwrap_or_default(),
-            config_digest: sha.as_ref().and_then(|h| digests.get(h).cloned()),
+            config_digest: sha.as_ref().and_then(|h| digests.get(bare_hex(h)).cloned()),
             config_sha256: sha,
             os,
             ssh: format!("{}:{}", m.address, m.ssh_port),
             last_error: s(&row["last_error"]),
+            installs: row["installs"].as_u64().unwrap_or(0),
         });
     }
     Ok(out)
@@ -97,7 +100,14 @@ fn sha_to_digest(lab: &LabDir) -> BTreeMap<String, String> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-    map.into_iter().map(|(digest, sha)| (sha, digest)).collect()
+    map.into_iter()
+        .map(|(digest, sha)| (bare_hex(&sha).to_string(), digest))
+        .collect()
+}
+
+/// roundhouse writes SHA-256 sums as `sha256:<hex>`, the simulator as bare hex.
+pub fn bare_hex(sha: &str) -> &str {
+    sha.strip_prefix("sha256:").unwrap_or(sha)
 }
 
 fn fetch_table(control: &str) -> Result<Vec<serde_json::Value>, LabError> {
@@ -133,7 +143,7 @@ pub fn short(d: &str) -> &str {
 /// The table `lab status` prints.
 pub fn table(rows: &[MachineStatus]) -> String {
     let mut s = format!(
-        "{:<14} {:<10} {:<5} {:<13} {:<16} {:<26} {:<21} RUNS\n",
+        "{:<14} {:<10} {:<5} {:<13} {:<16} {:<28} {:<21} RUNS\n",
         "MACHINE", "ROLE", "POWER", "PHASE", "BOOT", "DISK", "SSH"
     );
     for r in rows {
@@ -144,7 +154,7 @@ pub fn table(rows: &[MachineStatus]) -> String {
             (Some(os), None, None) => os.clone(),
         };
         s.push_str(&format!(
-            "{:<14} {:<10} {:<5} {:<13} {:<16} {:<26} {:<21} {runs}\n",
+            "{:<14} {:<10} {:<5} {:<13} {:<16} {:<28} {:<21} {runs}\n",
             r.name,
             r.role,
             r.power,

@@ -24,6 +24,9 @@ pub struct UpOptions {
     pub time_scale: f64,
     /// The roundhouse binary to run (`std::env::current_exe()`).
     pub binary: PathBuf,
+    /// Run the processes in their own process groups, to outlive the caller (`lab up`); the
+    /// demo keeps them in its own, so a Ctrl-C stops everything.
+    pub detach: bool,
 }
 
 /// Most machines `lab up` starts: the lab is for trying roundhouse, the simulator's own
@@ -103,8 +106,13 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
     } else if lab.root().exists()
         && std::fs::read_dir(lab.root())
             .map_err(LabError::io(lab.root()))?
-            .next()
-            .is_some()
+            .flatten()
+            // Marker files of the lab's own tools (the demo's) do not make it someone else's.
+            .any(|e| {
+                !e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".roundhouse-lab")
+            })
     {
         return Err(LabError::Other(format!(
             "{} exists, is not empty and holds no lab (no {}): choose another --dir",
@@ -127,7 +135,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         .and_then(|p| p.boot_url.rsplit(':').next())
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(0);
-    let (serve, boot_url) = start_serve(&lab, &opts.binary, serve_port)?;
+    let (serve, boot_url) = start_serve(&lab, &opts.binary, serve_port, opts.detach)?;
     started.procs.push(serve.clone());
     progress(format!(
         "boot server listening on {boot_url} (pid {})",
@@ -154,7 +162,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         serde_json::to_string_pretty(&spec).unwrap_or_default(),
     )
     .map_err(LabError::io(&spec_path))?;
-    let (fleet, ready) = start_fleet(&lab, &opts.binary, total)?;
+    let (fleet, ready) = start_fleet(&lab, &opts.binary, total, opts.detach)?;
     started.procs.push(fleet.clone());
     let control = ready["control"].as_str().unwrap_or_default().to_string();
     progress(format!(
@@ -296,7 +304,12 @@ fn wait_for<T>(
     }
 }
 
-fn start_serve(lab: &LabDir, binary: &Path, port: u16) -> Result<(Proc, String), LabError> {
+fn start_serve(
+    lab: &LabDir,
+    binary: &Path,
+    port: u16,
+    detach: bool,
+) -> Result<(Proc, String), LabError> {
     let log = lab.logs().join("serve.log");
     let offset = log_len(&log);
     let mut cmd = Command::new(binary);
@@ -312,7 +325,7 @@ fn start_serve(lab: &LabDir, binary: &Path, port: u16) -> Result<(Proc, String),
         // Apply waits for the boot server to load each publication; poll often.
         .arg("--reload-interval")
         .arg("0.2");
-    let proc = procs::spawn(cmd, "boot server", &log)?;
+    let proc = procs::spawn(cmd, "boot server", &log, detach)?;
     let url = {
         let started = Started {
             lab: lab.clone(),
@@ -334,13 +347,14 @@ fn start_fleet(
     lab: &LabDir,
     binary: &Path,
     machines: usize,
+    detach: bool,
 ) -> Result<(Proc, serde_json::Value), LabError> {
     let ready_path = lab.sim_dir().join(READY_FILE);
     let _ = std::fs::remove_file(&ready_path);
     let log = lab.logs().join("fleet.log");
     let mut cmd = Command::new(binary);
     cmd.args(["lab", "fleet-run"]).arg(lab.fleet_spec());
-    let proc = procs::spawn(cmd, "simulator", &log)?;
+    let proc = procs::spawn(cmd, "simulator", &log, detach)?;
     let guard = Started {
         lab: lab.clone(),
         procs: vec![proc.clone()],
