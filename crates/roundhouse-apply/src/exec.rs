@@ -616,6 +616,27 @@ impl Executor {
         }
     }
 
+    /// The install is proven: the node's power driver settles the boot device (disk,
+    /// persistent, unless its policy is "network"). Only a warning when it fails: the boot
+    /// server already answers this machine with "boot from disk", so it cannot loop into the
+    /// installer, and failing a node that runs its new config would invite a reinstall.
+    async fn boot_device_after_install(&self, spec: &NodeSpec) {
+        let target = PowerTarget {
+            name: spec.name.clone(),
+            mac: spec.mac.to_string(),
+            domain: spec.domain.clone(),
+            asset_dir: self.asset_dir.clone(),
+        };
+        match spec.power.after_install(&target).await {
+            Ok(out) if !out.text.trim().is_empty() => self.step(spec, out.text.trim_end()),
+            Ok(_) => {}
+            Err(e) => self.step(
+                spec,
+                format!("warning: setting the boot device after the install: {e}"),
+            ),
+        }
+    }
+
     fn target(&self, spec: &NodeSpec) -> Target {
         Target {
             host: spec.domain.clone(),
@@ -803,6 +824,7 @@ impl Executor {
                                     nb.set(spec.mac, Netboot::Installed, &spec.name)
                                         .map_err(|e| format!("marking it installed: {e}"))?;
                                 }
+                                self.boot_device_after_install(spec).await;
                                 return self.change(spec, Change::Confirm);
                             }
                             Ok(_) => {

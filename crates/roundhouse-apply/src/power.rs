@@ -1,13 +1,17 @@
-//! Power actions: how the executor makes a machine PXE-boot. A small trait so BMC drivers
-//! (IPMI, Redfish) plug in beside the `command` driver (Lokomotive's `pxe_commands`).
+//! Power actions: how the executor makes a machine PXE-boot, and what it does to the boot
+//! device once the install succeeded. The drivers live in `roundhouse-power`; this module adapts
+//! them to the executor's small trait (which tests replace with fakes).
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::Stdio;
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
+use roundhouse_config::{PersistentBoot, Power};
+use roundhouse_power::command::CommandTarget;
+use roundhouse_power::{Bmc, Driver, Limits};
+
+pub use roundhouse_power::command::CommandDriver;
 
 /// The machine a power action is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,35 +26,22 @@ pub struct PowerTarget {
     pub asset_dir: PathBuf,
 }
 
-/// What a power action printed.
+/// What a power action printed or did, for the node's events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PowerOutput {
-    /// Standard output and standard error, interleaved per stream (stdout first), lossily
-    /// decoded and capped.
+    /// A command's standard output then standard error (lossily decoded, capped), or one line
+    /// per BMC step.
     pub text: String,
 }
 
 /// Why a power action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PowerError {
-    /// The command could not be started.
-    #[error("starting the power command: {0}")]
-    Spawn(std::io::Error),
-    /// It ran longer than allowed and was killed.
-    #[error("the power command did not finish within {0:?} and was killed{1}")]
-    Timeout(Duration, String),
-    /// It exited unsuccessfully.
-    #[error("the power command failed ({status}){output}")]
-    Failed {
-        /// Exit status as text.
-        status: String,
-        /// `: <output tail>` or empty.
-        output: String,
-    },
+    /// The driver failed; the message names the BMC or command and what it answered.
+    #[error(transparent)]
+    Driver(#[from] roundhouse_power::PowerError),
     /// This node's driver cannot be used by this build.
-    #[error(
-        "power driver {0:?} is not available yet; use driver \"command\" or cluster pxe_command"
-    )]
+    #[error("power driver {0:?} is not available")]
     Unsupported(&'static str),
 }
 
@@ -58,24 +49,21 @@ pub enum PowerError {
 pub type PowerFuture<'a> =
     Pin<Box<dyn Future<Output = Result<PowerOutput, PowerError>> + Send + 'a>>;
 
-/// Makes a machine network-boot (power cycle with PXE as the next boot device).
+/// Makes a machine network-boot, and settles its boot device after the install.
 pub trait PowerDriver: Send + Sync {
     /// Runs the action for `target`; resolves when the driver is done (the machine is then
     /// booting, not yet installed).
     fn pxe_boot<'a>(&'a self, target: &'a PowerTarget) -> PowerFuture<'a>;
+
+    /// Called once the node proved it runs its new config. Drivers that chose "PXE for the
+    /// next boot only" make disk the persistent boot device here, so the machine never comes
+    /// back to the installer. The default does nothing (a command cannot know how).
+    fn after_install<'a>(&'a self, _target: &'a PowerTarget) -> PowerFuture<'a> {
+        Box::pin(async { Ok(PowerOutput::default()) })
+    }
 }
 
-/// A shell command run on the operator's machine with `$mac $name $domain $asset_dir` in its
-/// environment, killed after a timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandDriver {
-    /// Shell text (`sh -c`).
-    pub command: String,
-    /// How long it may run.
-    pub timeout: Duration,
-}
-
-/// A driver that refuses: for drivers configured in the cluster file but not built yet.
+/// A driver that refuses: for drivers configured in the cluster file but not built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unsupported(pub &'static str);
 
@@ -85,102 +73,86 @@ impl PowerDriver for Unsupported {
     }
 }
 
-/// Output kept from a power command (its tail), so a chatty script cannot fill the store.
-const MAX_OUTPUT: usize = 16 * 1024;
-
 impl PowerDriver for CommandDriver {
     fn pxe_boot<'a>(&'a self, target: &'a PowerTarget) -> PowerFuture<'a> {
         Box::pin(async move {
-            let mut child = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&self.command)
-                .env("mac", &target.mac)
-                .env("name", &target.name)
-                .env("domain", &target.domain)
-                .env("asset_dir", &target.asset_dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                // Its own process group, so a timeout kills the whole script, children too.
-                .process_group(0)
-                .spawn()
-                .map_err(PowerError::Spawn)?;
-            let mut stdout = child.stdout.take();
-            let mut stderr = child.stderr.take();
-            let read_all = async {
-                let mut out = Vec::new();
-                let mut err = Vec::new();
-                let a = async {
-                    if let Some(s) = stdout.as_mut() {
-                        let _ = s.read_to_end(&mut out).await;
-                    }
-                };
-                let b = async {
-                    if let Some(s) = stderr.as_mut() {
-                        let _ = s.read_to_end(&mut err).await;
-                    }
-                };
-                tokio::join!(a, b);
-                out.extend_from_slice(&err);
-                out
-            };
-            let pid = child.id();
-            let run = async {
-                let (bytes, status) = tokio::join!(read_all, child.wait());
-                (bytes, status)
-            };
-            match tokio::time::timeout(self.timeout, run).await {
-                Ok((bytes, status)) => {
-                    let text = tail(&bytes);
-                    let status = status.map_err(PowerError::Spawn)?;
-                    if status.success() {
-                        Ok(PowerOutput { text })
-                    } else {
-                        Err(PowerError::Failed {
-                            status: status.to_string(),
-                            output: if text.trim().is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {}", text.trim_end())
-                            },
-                        })
-                    }
-                }
-                Err(_) => {
-                    if let Some(pid) = pid {
-                        kill_group(pid);
-                    }
-                    Err(PowerError::Timeout(self.timeout, String::new()))
-                }
-            }
+            let text = self
+                .run(&CommandTarget {
+                    name: target.name.clone(),
+                    mac: target.mac.clone(),
+                    domain: target.domain.clone(),
+                    asset_dir: target.asset_dir.clone(),
+                })
+                .await?;
+            Ok(PowerOutput { text })
         })
     }
 }
 
-fn kill_group(pid: u32) {
-    // The child leads its own process group (process_group(0)): signal the group so that
-    // whatever the script started dies with it.
-    // `--` is essential: procps-ng's kill reads `-KILL -1234` without it as options, not as
-    // the process group 1234.
-    if pid <= 1 {
-        return;
-    }
-    let _ = std::process::Command::new("kill")
-        .args(["-s", "KILL", "--"])
-        .arg(format!("-{pid}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// A BMC (IPMI or Redfish) with the node's boot policy.
+pub struct BmcDriver {
+    /// The BMC.
+    pub bmc: Box<dyn Bmc>,
+    /// Boot in EFI mode.
+    pub efi: bool,
+    /// What happens to the boot device around an install.
+    pub persistent_boot: PersistentBoot,
 }
 
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(MAX_OUTPUT);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
+impl PowerDriver for BmcDriver {
+    fn pxe_boot<'a>(&'a self, _target: &'a PowerTarget) -> PowerFuture<'a> {
+        Box::pin(async move {
+            // "network": PXE on every boot, like Racker; the boot server decides what an
+            // installed machine boots. "disk": PXE once, disk after the install.
+            let persistent = self.persistent_boot == PersistentBoot::Network;
+            let out = roundhouse_power::pxe_boot(self.bmc.as_ref(), self.efi, persistent).await?;
+            Ok(PowerOutput {
+                text: out.steps.join("\n"),
+            })
+        })
+    }
+
+    fn after_install<'a>(&'a self, _target: &'a PowerTarget) -> PowerFuture<'a> {
+        Box::pin(async move {
+            if self.persistent_boot == PersistentBoot::Network {
+                return Ok(PowerOutput::default());
+            }
+            let out = roundhouse_power::boot_from_disk(self.bmc.as_ref(), self.efi).await?;
+            Ok(PowerOutput {
+                text: out.steps.join("\n"),
+            })
+        })
+    }
+}
+
+/// The executor's driver for a node's `power` block. Fails when the password cannot be read,
+/// so a typo in `password_env` stops the apply before any machine is touched.
+pub fn driver_for(
+    node: &str,
+    power: &Power,
+    limits: Limits,
+) -> Result<Arc<dyn PowerDriver>, roundhouse_power::PowerError> {
+    Ok(match roundhouse_power::from_config(node, power, limits)? {
+        Driver::Command(c) => Arc::new(c),
+        Driver::Bmc {
+            bmc,
+            efi,
+            persistent_boot,
+        } => Arc::new(BmcDriver {
+            bmc,
+            efi,
+            persistent_boot,
+        }),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use roundhouse_power::{BootOverride, BootSetting, BoxFuture, PowerAction, PowerState};
+
     use super::*;
 
     fn target() -> PowerTarget {
@@ -195,35 +167,88 @@ mod tests {
     #[tokio::test]
     async fn command_sees_the_node_in_its_environment() {
         let d = CommandDriver {
-            command: "echo \"$mac $name $domain $asset_dir\"; echo oops >&2".into(),
+            command: "echo \"$mac $name $domain $asset_dir\"".into(),
             timeout: Duration::from_secs(10),
         };
         let out = d.pxe_boot(&target()).await.unwrap();
-        assert_eq!(
-            out.text,
-            "52:54:00:00:00:01 w1 w1.example /tmp/assets\noops\n"
-        );
+        assert_eq!(out.text, "52:54:00:00:00:01 w1 w1.example /tmp/assets\n");
+        // A command has nothing to do after the install.
+        assert_eq!(d.after_install(&target()).await.unwrap().text, "");
+    }
+
+    /// Records calls; starts powered on.
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Bmc for Recorder {
+        fn name(&self) -> &str {
+            "fake bmc"
+        }
+        fn power_state(&self) -> BoxFuture<'_, PowerState> {
+            Box::pin(async { Ok(PowerState::On) })
+        }
+        fn power(&self, action: PowerAction) -> BoxFuture<'_, ()> {
+            self.0.lock().unwrap().push(action.to_string());
+            Box::pin(async { Ok(()) })
+        }
+        fn set_boot(&self, boot: BootOverride) -> BoxFuture<'_, ()> {
+            self.0.lock().unwrap().push(boot.to_string());
+            Box::pin(async { Ok(()) })
+        }
+        fn boot_setting(&self) -> BoxFuture<'_, BootSetting> {
+            Box::pin(async {
+                Ok(BootSetting {
+                    device: "disk".into(),
+                    persistent: Some(true),
+                    efi: Some(true),
+                    valid: Some(true),
+                })
+            })
+        }
     }
 
     #[tokio::test]
-    async fn failure_carries_the_output_and_timeout_kills() {
-        let d = CommandDriver {
-            command: "echo no bmc; exit 3".into(),
-            timeout: Duration::from_secs(10),
-        };
-        let err = d.pxe_boot(&target()).await.unwrap_err().to_string();
-        assert!(
-            err.contains("exit status: 3") && err.contains("no bmc"),
-            "{err}"
-        );
-
-        let d = CommandDriver {
-            command: "sleep 30 & wait".into(),
-            timeout: Duration::from_millis(300),
-        };
-        let started = std::time::Instant::now();
-        let err = d.pxe_boot(&target()).await.unwrap_err();
-        assert!(matches!(err, PowerError::Timeout(..)), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+    async fn boot_policy_decides_what_happens_around_the_install() {
+        for (policy, want) in [
+            (
+                PersistentBoot::Disk,
+                vec![
+                    "PXE next boot only (EFI)",
+                    "power cycle",
+                    "disk persistent (EFI)",
+                ],
+            ),
+            (
+                PersistentBoot::Network,
+                vec!["PXE persistent (EFI)", "power cycle"],
+            ),
+        ] {
+            let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+            struct Shared(Arc<Recorder>);
+            impl Bmc for Shared {
+                fn name(&self) -> &str {
+                    self.0.name()
+                }
+                fn power_state(&self) -> BoxFuture<'_, PowerState> {
+                    self.0.power_state()
+                }
+                fn power(&self, a: PowerAction) -> BoxFuture<'_, ()> {
+                    self.0.power(a)
+                }
+                fn set_boot(&self, b: BootOverride) -> BoxFuture<'_, ()> {
+                    self.0.set_boot(b)
+                }
+                fn boot_setting(&self) -> BoxFuture<'_, BootSetting> {
+                    self.0.boot_setting()
+                }
+            }
+            let d = BmcDriver {
+                bmc: Box::new(Shared(Arc::clone(&rec))),
+                efi: true,
+                persistent_boot: policy,
+            };
+            d.pxe_boot(&target()).await.unwrap();
+            d.after_install(&target()).await.unwrap();
+            assert_eq!(*rec.0.lock().unwrap(), want, "{policy:?}");
+        }
     }
 }
