@@ -10,7 +10,7 @@ use roundhouse_apply::exec::{Executor, HookSpec, NodeSpec, Progress, Settings};
 use roundhouse_apply::journal::JournalReader;
 use roundhouse_apply::keys::KeyStore;
 use roundhouse_apply::netboot::NetbootWriter;
-use roundhouse_apply::power::{CommandDriver, PowerDriver, Unsupported};
+use roundhouse_apply::power::{CommandDriver, PowerDriver, driver_for};
 use roundhouse_apply::publish::{Published, initial_netboot, publish_data};
 use roundhouse_config::Power;
 use roundhouse_store::{LockError, StateDir, StateStore, now};
@@ -246,8 +246,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
                 command: command.clone(),
                 timeout: Duration::from_secs(*timeout_secs),
             }),
-            Some(Power::Ipmi { .. }) => Arc::new(Unsupported("ipmi")),
-            Some(Power::Redfish { .. }) => Arc::new(Unsupported("redfish")),
+            // The password is read here: a missing one stops the apply before any machine
+            // is touched.
+            Some(p @ (Power::Ipmi { .. } | Power::Redfish { .. })) => {
+                driver_for(&node.name, p, Default::default())
+                    .with_context(|| format!("node {}: power driver", node.name))?
+            }
             None => Arc::new(CommandDriver {
                 command: cluster.pxe_command.clone(),
                 timeout: Duration::from_secs(args.power_timeout),

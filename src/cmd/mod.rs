@@ -6,6 +6,7 @@ pub mod common;
 pub mod import;
 pub mod lab;
 pub mod plan;
+pub mod power;
 pub mod recreate;
 pub mod render;
 pub mod serve;
