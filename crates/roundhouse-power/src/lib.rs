@@ -164,7 +164,7 @@ impl Default for Limits {
         Limits {
             request_timeout: Duration::from_secs(2),
             retries: 3,
-            settle: Duration::from_secs(60),
+            settle: Duration::from_secs(120),
             poll: Duration::from_secs(1),
         }
     }
@@ -249,6 +249,9 @@ pub enum Driver {
 /// Builds the driver a `power` block describes. The password is read here (from its variable
 /// or file), so a missing secret fails before anything is sent.
 pub fn from_config(node: &str, power: &Power, limits: Limits) -> Result<Driver, PowerError> {
+    let resolve = |secret| {
+        Password::resolve(secret).map_err(|e| PowerError::Secret(format!("node {node}: {e}")))
+    };
     Ok(match power {
         Power::Command {
             command,
@@ -277,7 +280,7 @@ pub fn from_config(node: &str, power: &Power, limits: Limits) -> Result<Driver, 
                 host: address.clone(),
                 port: *port,
                 username: username.clone(),
-                password: Password::resolve(password)?,
+                password: resolve(password)?,
                 suite,
                 limits,
             });
@@ -303,7 +306,7 @@ pub fn from_config(node: &str, power: &Power, limits: Limits) -> Result<Driver, 
                 endpoint: endpoint.clone(),
                 system_id: system_id.clone(),
                 username: username.clone(),
-                password: Password::resolve(password)?,
+                password: resolve(password)?,
                 ca_file: ca_file.clone(),
                 insecure: *insecure,
                 auth: *auth,
