@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use roundhouse_lab::{LabError, PowerAction, UpOptions};
+use roundhouse_lab::{LabError, PowerAction, PowerMode, UpOptions};
 
 use crate::cmd::common::OutputFormat;
 use crate::exit::Exit;
@@ -61,6 +61,10 @@ pub enum LabCommand {
         /// about a minute; 0.02 = about a second).
         #[arg(long, default_value_t = 0.02, value_name = "F")]
         time_scale: f64,
+        /// How the cluster file powers machines: roundhouse's Redfish driver against each
+        /// simulated BMC, or a command driver running `roundhouse lab power NODE pxe`.
+        #[arg(long, default_value = "redfish", value_name = "redfish|command")]
+        power: PowerMode,
     },
     /// Stop the lab's processes and remove its mounts (files stay unless --purge).
     Down {
@@ -126,6 +130,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             controllers,
             workers,
             time_scale,
+            power,
         } => {
             let state = roundhouse_lab::up(&UpOptions {
                 dir: dir.dir.clone(),
@@ -133,6 +138,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                 workers,
                 time_scale,
                 binary: binary()?,
+                power,
                 detach: true,
             })
             .map_err(lab_error)?;

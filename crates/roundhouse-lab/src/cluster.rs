@@ -101,19 +101,59 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The cluster file for `machines`, served from `boot_url`, powered through `binary`.
+/// How the lab's cluster file powers machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerMode {
+    /// roundhouse's Redfish driver against each machine's simulated BMC.
+    Redfish,
+    /// A `command` driver running `roundhouse lab power NODE pxe`.
+    Command,
+}
+
+impl std::str::FromStr for PowerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "redfish" => Ok(PowerMode::Redfish),
+            "command" => Ok(PowerMode::Command),
+            _ => Err(format!("{s:?}: expected redfish or command")),
+        }
+    }
+}
+
+/// The cluster file for `machines`, served from `boot_url`, powered as `power` says (the
+/// command driver runs `binary`).
 pub fn cluster_file(
     lab: &LabDir,
     boot_url: &str,
     binary: &Path,
     machines: &[LabMachine],
+    power: PowerMode,
     with_owner: bool,
 ) -> String {
-    let power = format!(
-        "{} lab power --dir {} \"$name\" pxe",
-        sh_quote(&binary.display().to_string()),
-        sh_quote(&lab.root().display().to_string())
-    );
+    let power_block = match power {
+        PowerMode::Redfish => "  # Power on and PXE-boot through each machine's simulated Redfish BMC (its endpoint is\n\
+             \x20 # in the node block; the password is in bmc-password).\n\
+             \x20 power {\n\
+             \x20   driver        = \"redfish\"\n\
+             \x20   username      = \"admin\"\n\
+             \x20   password_file = \"bmc-password\"\n\
+             \x20 }\n"
+            .to_string(),
+        PowerMode::Command => format!(
+            "  # Power on and PXE-boot through the machine's simulated BMC, by a command.\n\
+             \x20 power {{\n\
+             \x20   driver       = \"command\"\n\
+             \x20   command      = {}\n\
+             \x20   timeout_secs = 60\n\
+             \x20 }}\n",
+            quote_hcl(&format!(
+                "{} lab power --dir {} \"$name\" pxe",
+                sh_quote(&binary.display().to_string()),
+                sh_quote(&lab.root().display().to_string())
+            ))
+        ),
+    };
     let owner = if with_owner {
         "    owner       = \"etcd:etcd\"\n"
     } else {
@@ -145,13 +185,7 @@ cluster {{
   on_controller_change = "hold"
   on_worker_change     = "reprovision"
 
-  # Power on and PXE-boot through the machine's simulated BMC.
-  power {{
-    driver       = "command"
-    command      = {power}
-    timeout_secs = 60
-  }}
-}}
+{power_block}}}
 
 # Lokomotive's copy-controller-secrets, generalised: runs after every install of a controller.
 hook "{HOOK_NAME}" {{
@@ -169,7 +203,6 @@ hook "{HOOK_NAME}" {{
         dir = lab.root().display(),
         key = quote_hcl(PLACEHOLDER_KEY),
         boot = quote_hcl(boot_url),
-        power = quote_hcl(&power),
     );
     for m in machines {
         s.push_str(&format!(
@@ -180,13 +213,18 @@ node "{name}" {{
   domain   = "{address}"
   ssh_port = {port}
   snippets = [file("snippets/{role}.bu")]
-}}
+{power}}}
 "#,
             name = m.name,
             role = m.role,
             mac = m.mac,
             address = m.address,
             port = m.ssh_port,
+            power = match power {
+                PowerMode::Redfish =>
+                    format!("  power {{ endpoint = {} }}\n", quote_hcl(&m.bmc_url)),
+                PowerMode::Command => String::new(),
+            },
         ));
     }
     s

@@ -372,6 +372,7 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
         workers: 3,
         time_scale: opts.time_scale,
         binary: opts.binary.clone(),
+        power: cluster::PowerMode::Redfish,
         detach: false,
     })?;
     let _guard = LabGuard {

@@ -111,6 +111,7 @@ pub fn bare_hex(sha: &str) -> &str {
 }
 
 fn fetch_table(control: &str) -> Result<Vec<serde_json::Value>, LabError> {
+    crate::ensure_tls_provider();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,7 +121,8 @@ fn fetch_table(control: &str) -> Result<Vec<serde_json::Value>, LabError> {
         let err = |e: &dyn std::fmt::Display| {
             LabError::Http(format!("the simulator's control API ({url}): {e}"))
         };
-        let resp = reqwest::Client::new()
+        let client = reqwest::Client::builder().build().map_err(|e| err(&e))?;
+        let resp = client
             .get(&url)
             .timeout(Duration::from_secs(10))
             .send()

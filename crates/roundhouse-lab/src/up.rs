@@ -24,6 +24,8 @@ pub struct UpOptions {
     pub time_scale: f64,
     /// The roundhouse binary to run (`std::env::current_exe()`).
     pub binary: PathBuf,
+    /// How the cluster file powers machines.
+    pub power: cluster::PowerMode,
     /// Run the processes in their own process groups, to outlive the caller (`lab up`); the
     /// demo keeps them in its own, so a Ctrl-C stops everything.
     pub detach: bool,
@@ -188,6 +190,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
             &boot_url,
             &opts.binary,
             &machines,
+            opts.power,
             roundhouse_sim::sandbox::is_root(),
         );
         let path = lab.cluster_file();
