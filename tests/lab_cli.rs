@@ -125,6 +125,7 @@ fn wait_for_power(lab: &LabDirGuard, name: &str, want: &str) {
 #[test]
 fn up_status_power_down_and_restart() {
     let lab = LabDirGuard::new();
+    // The command driver here (`roundhouse lab power NODE pxe`); the demo uses Redfish.
     let out = run(&[
         "lab",
         "up",
@@ -134,6 +135,8 @@ fn up_status_power_down_and_restart() {
         "1",
         "--workers",
         "2",
+        "--power",
+        "command",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let state: serde_json::Value =
@@ -205,6 +208,39 @@ fn up_status_power_down_and_restart() {
         text(&unknown)
     );
 
+    // apply through the command driver; `lab status` then shows the config each machine
+    // runs, which is what `roundhouse status` recorded.
+    let cluster_file = lab.dir.join("cluster.hcl");
+    let cluster_arg = cluster_file.to_str().unwrap();
+    let apply = run(&[
+        "apply",
+        cluster_arg,
+        "--yes",
+        "--poll-initial",
+        "0.2",
+        "--poll-max",
+        "0.5",
+        "--pxe-timeout",
+        "120",
+    ]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert!(
+        String::from_utf8_lossy(&apply.stderr).contains("network boot once, restarted"),
+        "the power command's output is in apply's log: {}",
+        text(&apply)
+    );
+    let recorded = run(&["status", cluster_arg, "--output", "json"]);
+    assert!(recorded.status.success(), "{}", text(&recorded));
+    let recorded: serde_json::Value = serde_json::from_slice(&recorded.stdout).unwrap();
+    let rows = status_json(&lab);
+    for node in recorded["nodes"].as_array().unwrap() {
+        let r = row(&rows, node["name"].as_str().unwrap());
+        assert_eq!(r["power"], "on", "{r}");
+        assert_eq!(r["os"], "installed", "{r}");
+        assert_eq!(r["config_digest"], node["applied_digest"], "{r} vs {node}");
+        assert_eq!(r["installs"], 1, "{r}");
+    }
+
     let down = run(&["lab", "down", "--dir", lab.arg()]);
     assert!(down.status.success(), "{}", text(&down));
     assert!(
@@ -229,6 +265,13 @@ fn up_status_power_down_and_restart() {
         "2",
     ]);
     assert!(up.status.success(), "{}", text(&up));
+    // Disks persist: the restarted machines are still installed.
+    let rows = status_json(&lab);
+    assert!(
+        rows.iter()
+            .all(|r| r["disks"][0] == "sda: flatcar stable 3975.2.0"),
+        "{rows:?}"
+    );
     let state2: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lab.dir.join("lab.json")).unwrap()).unwrap();
     assert_eq!(state2["machines"], state["machines"]);
