@@ -350,7 +350,7 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
         step_start: Instant::now(),
         steps: Vec::new(),
         current: None,
-        total: 7,
+        total: 6,
         n: 0,
     };
     let mut report = Report::default();
@@ -495,7 +495,6 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
     print_checks(&report.nodes);
     report.passed = report.nodes.iter().all(|c| c.ok);
 
-    n.step("Done");
     n.finish();
     report.steps = n.steps.clone();
     report.seconds = n.start.elapsed().as_secs_f64();
@@ -507,9 +506,9 @@ pub fn run(opts: &DemoOptions) -> Result<(), LabError> {
     .map_err(LabError::io(&path))?;
     let ok = report.nodes.iter().filter(|c| c.ok).count();
     println!(
-        "          {ok} of {} nodes run what `roundhouse status` says; {:.1} s in all; report in {}",
-        report.nodes.len(),
+        "\n[{:>5.1} s] {ok} of {} nodes run what `roundhouse status` says; report in {}",
         report.seconds,
+        report.nodes.len(),
         path.display()
     );
     if opts.keep {
