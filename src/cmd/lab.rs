@@ -22,11 +22,12 @@ use crate::exit::Exit;
 /// Examples:
 ///   roundhouse lab demo
 ///   roundhouse lab up --controllers 3 --workers 3
-///   roundhouse apply lab/cluster.hcl --yes
+///   roundhouse apply roundhouse-lab/cluster.hcl --yes
 ///   roundhouse lab status
 ///   roundhouse lab power worker-1 cycle
 ///   roundhouse lab down --purge
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct LabArgs {
     #[command(subcommand)]
     pub command: LabCommand,
