@@ -65,7 +65,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--data-path {} is not a directory", data.display());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // HTTP connections are served by the server's own worker threads (one runtime each); this
+    // runtime only accepts connections and polls the data directory for changes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -81,13 +83,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Logs go through a background writer: one synchronous write to stderr per request cost up
 /// to 45% of the server's throughput (docs/benchmarks.md). The writer blocks rather than drops
 /// lines if it ever falls 128k lines behind; keep the returned guard alive so the last lines
-/// are flushed on shutdown.
+/// are flushed on shutdown. Its thread writes whatever has queued up in one `write` (stderr
+/// itself is unbuffered: one system call per access-log line).
 fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

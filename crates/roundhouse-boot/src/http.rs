@@ -13,17 +13,18 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bootdata::Mac;
 use bytes::Bytes;
 
 use crate::index::{Body, GroupEntry, Index, ServeError};
 use crate::labels::Labels;
 use crate::metrics::{Gauges, Metrics, Route};
 use crate::render;
-use crate::state::{FetchJournal, FetchRecord, JournalQuery, MemoryJournal, Netboot, NetbootState};
+use crate::state::{Fetch, FetchJournal, JournalQuery, MemoryJournal, Netboot, NetbootState};
 
 /// Longest query string accepted; longer ones get `414 URI Too Long`.
 pub const MAX_QUERY_BYTES: usize = 8 * 1024;
@@ -156,10 +157,14 @@ impl AppState {
     }
 
     fn netboot(&self, snap: &Snapshot) -> Option<Arc<dyn NetbootState>> {
+        self.netboot_ref(snap).cloned()
+    }
+
+    fn netboot_ref<'a>(&'a self, snap: &'a Snapshot) -> Option<&'a Arc<dyn NetbootState>> {
         self.shared
             .netboot_override
-            .clone()
-            .or_else(|| snap.netboot.clone())
+            .as_ref()
+            .or(snap.netboot.as_ref())
     }
 }
 
@@ -188,15 +193,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Details a handler leaves on its response for the access log.
+/// Details of an answer for the access log.
 #[derive(Debug, Clone, Default)]
 struct AccessNote {
-    group: Option<String>,
-    mac: Option<String>,
+    group: Option<Arc<str>>,
+    mac: Option<Mac>,
     reason: Option<String>,
 }
 
-/// Bounds the query, times the request, counts it and writes the access log line.
+/// Bounds the query, times the request, counts it and writes the access log line (requests the
+/// router answers; [`AppState::answer_fast`] does the same for the hot routes).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = Route::of_path(req.uri().path());
@@ -209,26 +215,51 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     } else {
         next.run(req).await
     };
-    let status = response.status().as_u16();
-    let elapsed = start.elapsed();
-    state.metrics().observe(route, status, elapsed);
-    let note = response
-        .extensions()
-        .get::<AccessNote>()
-        .cloned()
-        .unwrap_or_default();
-    tracing::info!(
-        target: "roundhouse_boot::access",
-        %method,
-        path,
-        status,
-        micros = elapsed.as_micros() as u64,
-        client = client.map(|c| c.ip().to_string()),
-        mac = note.mac,
-        group = note.group,
-        reason = note.reason,
+    let note = response.extensions().get::<AccessNote>();
+    state.finish(
+        route,
+        &method,
+        &path,
+        client,
+        response.status(),
+        start,
+        note.unwrap_or(&AccessNote::default()),
     );
     response
+}
+
+/// Formats small values (addresses) on the stack, so the access log allocates nothing.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl StackText {
+    fn of(value: impl std::fmt::Display) -> StackText {
+        use std::fmt::Write as _;
+        let mut t = StackText {
+            buf: [0; 64],
+            len: 0,
+        };
+        let _ = write!(t, "{value}");
+        t
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 fn client_of(ext: &axum::http::Extensions) -> Option<SocketAddr> {
@@ -246,15 +277,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, TEXT)], body).into_response()
+    response(status, TEXT, Bytes::from_static(body.as_bytes()))
 }
 
 fn body_response(content_type: &'static str, body: Bytes) -> Response {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        body,
-    )
-        .into_response()
+    response(StatusCode::OK, content_type, body)
+}
+
+/// A response with a body and its content type (hyper adds `content-length` and `date`).
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
+    let mut r = Response::new(axum::body::Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 async fn home() -> Response {
@@ -301,18 +337,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn fetches(State(state): State<AppState>, uri: Uri) -> Response {
     let labels = match Labels::parse(uri.query().unwrap_or("")) {
         Ok(l) => l,
-        Err(e) => return bad_request(&e.to_string()),
+        Err(e) => return bad_request(&e.to_string()).into_response(),
     };
     let limit = match labels.get("limit").map(str::parse::<usize>) {
         None => 0,
         Some(Ok(n)) => n,
-        Some(Err(_)) => return bad_request("limit must be a number"),
+        Some(Err(_)) => return bad_request("limit must be a number").into_response(),
     };
     let mac = match crate::labels::raw_value(uri.query().unwrap_or(""), "mac") {
         None => None,
         Some(raw) => match bootdata::Mac::parse(&raw) {
             Ok(m) => Some(m.to_string()),
-            Err(_) => return bad_request("mac is not a MAC address"),
+            Err(_) => return bad_request("mac is not a MAC address").into_response(),
         },
     };
     let records = state.journal().recent(&JournalQuery { mac, limit });
@@ -322,38 +358,62 @@ async fn fetches(State(state): State<AppState>, uri: Uri) -> Response {
     }
 }
 
-fn bad_request(reason: &str) -> Response {
-    let mut r = (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, TEXT)],
-        format!("400 bad request: {reason}\n"),
-    )
-        .into_response();
-    r.extensions_mut().insert(AccessNote {
-        reason: Some(reason.to_string()),
-        ..AccessNote::default()
-    });
-    r
+/// A finished answer, before it becomes a response.
+struct Outcome {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    note: AccessNote,
+}
+
+impl Outcome {
+    fn text(status: StatusCode, body: &'static str) -> Outcome {
+        Outcome {
+            status,
+            content_type: TEXT,
+            body: Bytes::from_static(body.as_bytes()),
+            note: AccessNote::default(),
+        }
+    }
+
+    /// The response, with the note attached for the router's access log.
+    fn into_response(self) -> Response {
+        let mut r = response(self.status, self.content_type, self.body);
+        r.extensions_mut().insert(self.note);
+        r
+    }
+}
+
+fn bad_request(reason: &str) -> Outcome {
+    Outcome {
+        status: StatusCode::BAD_REQUEST,
+        content_type: TEXT,
+        body: format!("400 bad request: {reason}\n").into(),
+        note: AccessNote {
+            reason: Some(reason.to_string()),
+            ..AccessNote::default()
+        },
+    }
 }
 
 async fn ipxe(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
-    s.serve(Route::Ipxe, &uri, client.0)
+    s.serve(Route::Ipxe, &uri, client.0).into_response()
 }
 
 async fn grub(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
-    s.serve(Route::Grub, &uri, client.0)
+    s.serve(Route::Grub, &uri, client.0).into_response()
 }
 
 async fn ignition(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
-    s.serve(Route::Ignition, &uri, client.0)
+    s.serve(Route::Ignition, &uri, client.0).into_response()
 }
 
 async fn generic(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
-    s.serve(Route::Generic, &uri, client.0)
+    s.serve(Route::Generic, &uri, client.0).into_response()
 }
 
 async fn metadata(State(s): State<AppState>, client: Client, uri: Uri) -> Response {
-    s.serve(Route::Metadata, &uri, client.0)
+    s.serve(Route::Metadata, &uri, client.0).into_response()
 }
 
 /// What a selecting route answered, before it becomes a response.
@@ -364,69 +424,175 @@ struct Answer {
 }
 
 impl AppState {
+    /// Answers the hot routes (`GET` of `/ipxe`, `/ignition`, `/grub`, `/generic`, `/metadata`,
+    /// `/`, `/boot.ipxe`, `/healthz`) directly, with the same bytes, metrics, journal and
+    /// access log as the router, but without its per-request layers. `None` for anything else:
+    /// hand it to [`app`].
+    pub fn answer_fast(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        client: Option<SocketAddr>,
+    ) -> Option<Response> {
+        if method != Method::GET {
+            return None;
+        }
+        let path = uri.path();
+        let route = Route::of_path(path);
+        if !matches!(
+            route,
+            Route::Ipxe
+                | Route::Ignition
+                | Route::Grub
+                | Route::Generic
+                | Route::Metadata
+                | Route::Home
+                | Route::BootIpxe
+                | Route::Healthz
+        ) {
+            return None;
+        }
+        let start = Instant::now();
+        let outcome = if uri.query().is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
+            Outcome::text(StatusCode::URI_TOO_LONG, "414 query string too long\n")
+        } else {
+            // A bug must cost one request a 500, not the connection or the process (the
+            // router has the same guarantee from its panic layer).
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match route {
+                Route::Home => Outcome::text(StatusCode::OK, "matchbox\n"),
+                Route::BootIpxe => Outcome::text(StatusCode::OK, render::IPXE_BOOTSTRAP),
+                Route::Healthz => Outcome::text(StatusCode::OK, "ok\n"),
+                _ => self.serve(route, uri, client),
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                tracing::error!("Service panicked: {what}");
+                Outcome::text(StatusCode::INTERNAL_SERVER_ERROR, "Service panicked")
+            })
+        };
+        self.finish(
+            route,
+            method,
+            path,
+            client,
+            outcome.status,
+            start,
+            &outcome.note,
+        );
+        Some(response(outcome.status, outcome.content_type, outcome.body))
+    }
+
+    /// Counts a request and writes its access log line.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        route: Route,
+        method: &Method,
+        path: &str,
+        client: Option<SocketAddr>,
+        status: StatusCode,
+        start: Instant,
+        note: &AccessNote,
+    ) {
+        let status = status.as_u16();
+        let elapsed = start.elapsed();
+        self.metrics().observe(route, status, elapsed);
+        if tracing::enabled!(target: "roundhouse_boot::access", tracing::Level::INFO) {
+            let client = client.map(|c| StackText::of(c.ip()));
+            let mac = note.mac.map(StackText::of);
+            tracing::info!(
+                target: "roundhouse_boot::access",
+                %method,
+                path,
+                status,
+                micros = elapsed.as_micros() as u64,
+                client = client.as_ref().map(StackText::as_str),
+                mac = mac.as_ref().map(StackText::as_str),
+                group = note.group.as_deref(),
+                reason = note.reason.as_deref(),
+            );
+        }
+    }
+
     /// Answers one of the selecting routes (`/ipxe`, `/grub`, `/ignition`, `/generic`,
     /// `/metadata`) and records the fetch.
-    fn serve(&self, route: Route, uri: &Uri, client: Option<SocketAddr>) -> Response {
+    fn serve(&self, route: Route, uri: &Uri, client: Option<SocketAddr>) -> Outcome {
         let raw_query = uri.query().unwrap_or("");
         let labels = match Labels::parse(raw_query) {
             Ok(l) => l,
             Err(e) => return bad_request(&e.to_string()),
         };
         let mac = labels.mac();
-        let snap = self.snapshot();
+        let snap = self.shared.snapshot.load();
         let selected = snap.index.select_group(&labels);
         let result = self.answer(route, &snap, selected, &labels, raw_query);
-        let (status, response, digest, local_boot, reason) = match result {
+        let (outcome, digest, local_boot) = match result {
             Ok(answer) => {
                 self.metrics().config_served(route, &answer.body.digest);
                 (
-                    StatusCode::OK,
-                    body_response(answer.content_type, answer.body.bytes.clone()),
-                    Some(answer.body.digest.to_string()),
+                    Outcome {
+                        status: StatusCode::OK,
+                        content_type: answer.content_type,
+                        body: answer.body.bytes,
+                        note: AccessNote::default(),
+                    },
+                    Some(answer.body.digest),
                     answer.local_boot,
-                    None,
                 )
             }
             Err(ServeError::NotFound(reason)) => (
-                StatusCode::NOT_FOUND,
-                text_response(StatusCode::NOT_FOUND, "404 page not found\n"),
+                Outcome {
+                    note: AccessNote {
+                        reason: Some(reason),
+                        ..AccessNote::default()
+                    },
+                    ..Outcome::text(StatusCode::NOT_FOUND, "404 page not found\n")
+                },
                 None,
                 false,
-                Some(reason),
             ),
             Err(ServeError::Broken(reason)) => {
                 tracing::error!(route = route.as_str(), %reason, "serving a config");
                 (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    text_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 internal server error: the stored config is invalid (see the server log)\n",
-                    ),
+                    Outcome {
+                        note: AccessNote {
+                            reason: Some(reason),
+                            ..AccessNote::default()
+                        },
+                        ..Outcome::text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "500 internal server error: the stored config is invalid (see the server log)\n",
+                        )
+                    },
                     None,
                     false,
-                    Some(reason),
                 )
             }
         };
         let group = selected.filter(|_| !local_boot);
-        self.journal().record(FetchRecord {
-            time: crate::state::rfc3339_now(),
-            route: route.as_str().to_string(),
-            status: status.as_u16(),
-            mac: mac.map(|m| m.to_string()),
-            client: client.map(|c| c.ip().to_string()),
-            group: group.map(|g| g.group.id.clone()),
-            profile: group.map(|g| g.group.profile.clone()),
+        self.journal().record(Fetch {
+            time: SystemTime::now(),
+            route,
+            status: outcome.status.as_u16(),
+            mac,
+            client: client.map(|c| c.ip()),
+            group: group.map(|g| g.id.clone()),
+            profile: group.map(|g| g.profile.clone()),
             digest,
             local_boot,
         });
-        let mut response = response;
-        response.extensions_mut().insert(AccessNote {
-            group: group.map(|g| g.group.id.clone()),
-            mac: mac.map(|m| m.to_string()),
-            reason,
-        });
-        response
+        Outcome {
+            note: AccessNote {
+                group: group.map(|g| g.id.clone()),
+                mac,
+                reason: outcome.note.reason,
+            },
+            ..outcome
+        }
     }
 
     fn answer(
@@ -439,7 +605,7 @@ impl AppState {
     ) -> Result<Answer, ServeError> {
         if matches!(route, Route::Ipxe | Route::Grub)
             && let Some(mac) = labels.mac()
-            && let Some(state) = self.netboot(snap)
+            && let Some(state) = self.netboot_ref(snap)
             && state.netboot(&mac) == Some(Netboot::Installed)
         {
             let mac = mac.to_string();
@@ -458,16 +624,16 @@ impl AppState {
         let index = &snap.index;
         let (body, content_type) = match route {
             Route::Ipxe | Route::Grub => {
-                let profile = index.profile(&entry.group.profile)?;
+                let profile = index.profile_of(entry)?;
                 let body = if route == Route::Ipxe {
-                    profile.ipxe.as_ref()
+                    profile.ipxe()
                 } else {
                     profile.grub()
                 };
                 let body = body.cloned().ok_or_else(|| {
                     ServeError::NotFound(format!(
                         "profile {:?} has no boot settings",
-                        entry.group.profile
+                        &*entry.profile
                     ))
                 })?;
                 (body, TEXT)
@@ -475,7 +641,7 @@ impl AppState {
             Route::Ignition => (index.ignition(entry, labels, raw_query)?, JSON),
             Route::Generic => (index.generic(entry, labels, raw_query)?, TEXT),
             Route::Metadata => {
-                let data = render::template_data(&entry.group, labels, raw_query);
+                let data = render::template_data(&entry.to_group(), labels, raw_query);
                 (Body::new(render::metadata_env(&data)), METADATA_TYPE)
             }
             _ => return Err(ServeError::NotFound("not a selecting route".into())),

@@ -15,11 +15,11 @@
 //! missing label). The first match in rank order among those candidates is exactly matchbox's
 //! answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bootdata::{Group, Mac, Profile};
+use bootdata::{Boot, Group, Mac, Profile};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
@@ -59,51 +59,102 @@ impl Body {
     }
 }
 
-/// A group as loaded, with its precedence rank (0 wins first).
+/// A group as loaded, compacted: the server keeps tens of thousands of these, so strings that
+/// repeat across groups (selector keys, `installed`, a node's MAC in its two groups, profile
+/// names) are shared, and fields the server never reads (`name`) are not kept.
 #[derive(Debug)]
 pub struct GroupEntry {
-    /// The group, with its `mac` selectors normalised as matchbox normalises them.
-    pub group: Group,
+    /// Group id.
+    pub id: Arc<str>,
+    /// Name of the profile this group boots.
+    pub profile: Arc<str>,
+    /// Selectors in key order, `mac` values normalised as matchbox normalises them.
+    selector: Box<[(Arc<str>, Arc<str>)]>,
+    /// Template data; `None` when empty (almost always, for generated fleets).
+    metadata: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Position in matchbox's precedence order.
     pub rank: u32,
     /// File it came from, relative to the data directory.
-    pub source: String,
+    pub source: Box<str>,
+    /// The profile resolved when the index was built, so a request does no lookup.
+    profile_slot: Option<u32>,
 }
 
 impl GroupEntry {
     /// Whether every selector equals the label of the same key. A missing label reads as the
     /// empty string, as a Go map lookup does.
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.group
-            .selector
+        self.selector
             .iter()
-            .all(|(k, v)| labels.get(k).unwrap_or("") == v)
+            .all(|(k, v)| labels.get(k).unwrap_or("") == &**v)
+    }
+
+    /// The selectors, in key order.
+    pub fn selector(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.selector.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The group as a [`Group`] again (for templates and `/metadata`); `name` is not kept.
+    pub fn to_group(&self) -> Group {
+        Group {
+            id: self.id.to_string(),
+            name: String::new(),
+            profile: self.profile.to_string(),
+            selector: self
+                .selector
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            metadata: self.metadata.as_deref().cloned().unwrap_or_default(),
+        }
     }
 }
 
-/// A profile with its pre-rendered boot scripts.
+/// Boot settings with their pre-rendered scripts, shared by every profile with the same
+/// settings (a generated fleet's install profiles usually all boot the same kernel line).
+#[derive(Debug)]
+pub struct BootEntry {
+    /// The settings.
+    pub boot: Boot,
+    /// `/ipxe` body.
+    pub ipxe: Body,
+    /// `/grub` body, rendered on first use: few fleets boot GRUB.
+    grub: std::sync::OnceLock<Body>,
+}
+
+impl BootEntry {
+    /// `/grub` body.
+    pub fn grub(&self) -> &Body {
+        self.grub
+            .get_or_init(|| Body::new(render::grub_config(&self.boot)))
+    }
+}
+
+/// A profile as the server needs it: its id, what it serves, and where those are in the index.
 #[derive(Debug)]
 pub struct ProfileEntry {
-    /// The profile as loaded.
-    pub profile: Profile,
-    /// `/ipxe` body, when the profile has boot settings.
-    pub ipxe: Option<Body>,
-    /// `/grub` body, rendered on first use: few fleets boot GRUB, and rendering it for every
-    /// profile up front would cost about 1 KiB per machine.
-    grub: std::sync::OnceLock<Option<Body>>,
+    /// Profile id (matchbox refuses a profile without one).
+    pub id: Arc<str>,
+    /// File under `ignition/` served at `/ignition`.
+    pub ignition_id: Box<str>,
+    /// File under `generic/` served at `/generic`.
+    pub generic_id: Box<str>,
+    /// Boot settings and scripts, when the profile has them.
+    pub boot: Option<Arc<BootEntry>>,
+    /// `ignition_id` and `generic_id` resolved when the index was built.
+    ignition_slot: Option<u32>,
+    generic_slot: Option<u32>,
 }
 
 impl ProfileEntry {
+    /// `/ipxe` body, when the profile has boot settings.
+    pub fn ipxe(&self) -> Option<&Body> {
+        self.boot.as_ref().map(|b| &b.ipxe)
+    }
+
     /// `/grub` body, when the profile has boot settings.
     pub fn grub(&self) -> Option<&Body> {
-        self.grub
-            .get_or_init(|| {
-                self.profile
-                    .boot
-                    .as_ref()
-                    .map(|boot| Body::new(render::grub_config(boot)))
-            })
-            .as_ref()
+        self.boot.as_ref().map(|b| b.grub())
     }
 }
 
@@ -166,8 +217,8 @@ pub enum ServeError {
 }
 
 struct KeyIndex {
-    key: String,
-    by_value: HashMap<String, Vec<u32>>,
+    key: Arc<str>,
+    by_value: HashMap<Arc<str>, Box<[u32]>>,
 }
 
 type RenderKey = (u32, String, String);
@@ -177,8 +228,12 @@ pub struct Index {
     groups: Vec<GroupEntry>,
     keyed: Vec<KeyIndex>,
     unindexed: Vec<u32>,
-    profiles: HashMap<String, ProfileEntry>,
-    files: HashMap<String, ConfigFile>,
+    profiles: Vec<ProfileEntry>,
+    /// Profile slots by path relative to the data directory (`profiles/<stem>.json`).
+    profile_slots: HashMap<Box<str>, u32>,
+    files: Vec<ConfigFile>,
+    /// File slots by path relative to the data directory (`ignition/x.ign`, `generic/y`).
+    file_slots: HashMap<Box<str>, u32>,
     render_cache: Mutex<HashMap<RenderKey, Result<Body, ServeError>>>,
     report: LoadReport,
 }
@@ -193,15 +248,211 @@ impl std::fmt::Debug for Index {
     }
 }
 
+/// Shares equal strings: a fleet's groups repeat the same keys, values and profile names.
+#[derive(Default)]
+struct Interner {
+    strings: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.strings.get(s) {
+            return found.clone();
+        }
+        let arc: Arc<str> = s.into();
+        self.strings.insert(arc.clone());
+        arc
+    }
+}
+
+/// Collects groups, profiles and files one at a time, compacting each as it arrives so a load
+/// never holds the parsed documents of the whole fleet at once.
+#[derive(Default)]
+struct Builder {
+    interner: Interner,
+    groups: Vec<GroupEntry>,
+    profiles: Vec<ProfileEntry>,
+    profile_slots: HashMap<Box<str>, u32>,
+    boots: HashMap<String, Arc<BootEntry>>,
+    files: Vec<ConfigFile>,
+    file_slots: HashMap<Box<str>, u32>,
+    report: LoadReport,
+}
+
+impl Builder {
+    fn group(&mut self, source: String, group: Group) {
+        let group = match normalise_group(group) {
+            Ok(g) => g,
+            Err(reason) => {
+                self.report.problems.push(Problem {
+                    path: source,
+                    reason,
+                });
+                return;
+            }
+        };
+        let it = &mut self.interner;
+        let selector = group
+            .selector
+            .iter()
+            .map(|(k, v)| (it.get(k), it.get(v)))
+            .collect();
+        self.groups.push(GroupEntry {
+            id: it.get(&group.id),
+            profile: it.get(&group.profile),
+            selector,
+            metadata: (!group.metadata.is_empty()).then(|| Box::new(group.metadata)),
+            rank: 0,
+            source: source.into(),
+            profile_slot: None,
+        });
+    }
+
+    /// A profile read from `path` (`profiles/<stem>.json`).
+    fn profile(&mut self, path: String, profile: Profile) {
+        let boot = profile.boot.map(|boot| {
+            // Keyed by the settings themselves: two different settings can render the same
+            // iPXE script but not the same GRUB config.
+            let key = serde_json::to_string(&boot).unwrap_or_default();
+            self.boots
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(BootEntry {
+                        ipxe: Body::new(render::ipxe_script(&boot)),
+                        boot,
+                        grub: std::sync::OnceLock::new(),
+                    })
+                })
+                .clone()
+        });
+        let entry = ProfileEntry {
+            id: self.interner.get(&profile.id),
+            ignition_id: profile.ignition_id.into(),
+            generic_id: profile.generic_id.into(),
+            boot,
+            ignition_slot: None,
+            generic_slot: None,
+        };
+        match self.profile_slots.get(path.as_str()) {
+            Some(&slot) => self.profiles[slot as usize] = entry,
+            None => {
+                self.profile_slots
+                    .insert(path.into(), self.profiles.len() as u32);
+                self.profiles.push(entry);
+            }
+        }
+    }
+
+    /// A file under `ignition/` or `generic/`, by its path relative to the data directory.
+    fn file(&mut self, path: String, bytes: Vec<u8>) {
+        let file = prepare_file(&path, bytes);
+        if let Some(reason) = file_problem(&file) {
+            self.report.problems.push(Problem {
+                path: path.clone(),
+                reason,
+            });
+        }
+        match self.file_slots.get(path.as_str()) {
+            Some(&slot) => self.files[slot as usize] = file,
+            None => {
+                self.file_slots.insert(path.into(), self.files.len() as u32);
+                self.files.push(file);
+            }
+        }
+    }
+
+    fn finish(self) -> Index {
+        let Builder {
+            groups,
+            mut profiles,
+            profile_slots,
+            files,
+            file_slots,
+            mut report,
+            ..
+        } = self;
+        // matchbox: sort.Reverse(ByReqs): more selectors first, then greater selector string
+        // first. Go's sort is not stable, so for two groups with identical selectors matchbox's
+        // choice is arbitrary; we break the tie by file name so it is at least repeatable.
+        let mut keyed_groups: Vec<(usize, String, GroupEntry)> = groups
+            .into_iter()
+            .map(|g| (g.selector.len(), selector_string(g.selector()), g))
+            .collect();
+        keyed_groups.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| a.2.source.cmp(&b.2.source))
+        });
+
+        let file_slot = |dir: &str, name: &str| {
+            if name.is_empty() {
+                return None;
+            }
+            file_slots.get(clean_join(dir, name)?.as_str()).copied()
+        };
+        for p in &mut profiles {
+            p.ignition_slot = file_slot("ignition", &p.ignition_id);
+            p.generic_slot = file_slot("generic", &p.generic_id);
+        }
+
+        let mut entries = Vec::with_capacity(keyed_groups.len());
+        // Per selector key: groups by selector value, in rank order.
+        type Filed = HashMap<Arc<str>, Vec<u32>>;
+        let mut keyed: Vec<(Arc<str>, Filed)> = Vec::new();
+        let mut unindexed = Vec::new();
+        for (rank, (_, _, mut group)) in keyed_groups.into_iter().enumerate() {
+            let rank = rank as u32;
+            match index_key(&group.selector) {
+                Some((k, v)) => {
+                    let slot = match keyed.iter().position(|ki| ki.0 == *k) {
+                        Some(i) => i,
+                        None => {
+                            keyed.push((k.clone(), HashMap::new()));
+                            keyed.len() - 1
+                        }
+                    };
+                    keyed[slot].1.entry(v.clone()).or_default().push(rank);
+                }
+                None => unindexed.push(rank),
+            }
+            group.rank = rank;
+            group.profile_slot = clean_join("profiles", &format!("{}.json", group.profile))
+                .and_then(|key| profile_slots.get(key.as_str()).copied())
+                // matchbox's ProfileGet refuses a profile without an id.
+                .filter(|&slot| !profiles[slot as usize].id.is_empty());
+            entries.push(group);
+        }
+        let keyed = keyed
+            .into_iter()
+            .map(|(key, by_value)| KeyIndex {
+                key,
+                by_value: by_value
+                    .into_iter()
+                    .map(|(v, ranks)| (v, ranks.into_boxed_slice()))
+                    .collect(),
+            })
+            .collect();
+        report.groups = entries.len();
+        report.profiles = profiles.len();
+        report.files = files.len();
+        Index {
+            groups: entries,
+            keyed,
+            unindexed,
+            profiles,
+            profile_slots,
+            files,
+            file_slots,
+            render_cache: Mutex::new(HashMap::new()),
+            report,
+        }
+    }
+}
+
 impl Index {
     /// An index with nothing in it (every selection fails).
     pub fn empty() -> Index {
-        Index::build(
-            Vec::new(),
-            HashMap::new(),
-            HashMap::new(),
-            LoadReport::default(),
-        )
+        Builder::default().finish()
     }
 
     /// Builds an index from groups (with their source names), profiles keyed by file stem, and
@@ -212,99 +463,17 @@ impl Index {
         profiles: Vec<(String, Profile)>,
         files: Vec<(String, Vec<u8>)>,
     ) -> Index {
-        let mut report = LoadReport::default();
-        let mut entries = Vec::new();
+        let mut b = Builder::default();
         for (source, group) in groups {
-            match normalise_group(group) {
-                Ok(g) => entries.push((source, g)),
-                Err(reason) => report.problems.push(Problem {
-                    path: source,
-                    reason,
-                }),
-            }
+            b.group(source, group);
         }
-        let profiles = profiles
-            .into_iter()
-            .map(|(stem, p)| (format!("profiles/{stem}.json"), prepare_profile(p)))
-            .collect();
-        let files = files
-            .into_iter()
-            .map(|(path, bytes)| {
-                let file = prepare_file(&path, bytes);
-                if let Some(reason) = file_problem(&file) {
-                    report.problems.push(Problem {
-                        path: path.clone(),
-                        reason,
-                    });
-                }
-                (path, file)
-            })
-            .collect();
-        Index::build(entries, profiles, files, report)
-    }
-
-    fn build(
-        mut groups: Vec<(String, Group)>,
-        profiles: HashMap<String, ProfileEntry>,
-        files: HashMap<String, ConfigFile>,
-        mut report: LoadReport,
-    ) -> Index {
-        // matchbox: sort.Reverse(ByReqs): more selectors first, then greater selector string
-        // first. Go's sort is not stable, so for two groups with identical selectors matchbox's
-        // choice is arbitrary; we break the tie by file name so it is at least repeatable.
-        let mut keyed_groups: Vec<(usize, String, String, Group)> = groups
-            .drain(..)
-            .map(|(source, g)| (g.selector.len(), selector_string(&g), source, g))
-            .collect();
-        keyed_groups.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| b.1.cmp(&a.1))
-                .then(a.2.cmp(&b.2))
-        });
-
-        let mut entries = Vec::with_capacity(keyed_groups.len());
-        let mut keyed: Vec<KeyIndex> = Vec::new();
-        let mut unindexed = Vec::new();
-        for (rank, (_, _, source, group)) in keyed_groups.into_iter().enumerate() {
-            let rank = rank as u32;
-            match index_key(&group.selector) {
-                Some((k, v)) => {
-                    let slot = match keyed.iter().position(|ki| ki.key == k) {
-                        Some(i) => i,
-                        None => {
-                            keyed.push(KeyIndex {
-                                key: k.to_string(),
-                                by_value: HashMap::new(),
-                            });
-                            keyed.len() - 1
-                        }
-                    };
-                    keyed[slot]
-                        .by_value
-                        .entry(v.to_string())
-                        .or_default()
-                        .push(rank);
-                }
-                None => unindexed.push(rank),
-            }
-            entries.push(GroupEntry {
-                group,
-                rank,
-                source,
-            });
+        for (stem, p) in profiles {
+            b.profile(format!("profiles/{stem}.json"), p);
         }
-        report.groups = entries.len();
-        report.profiles = profiles.len();
-        report.files = files.len();
-        Index {
-            groups: entries,
-            keyed,
-            unindexed,
-            profiles,
-            files,
-            render_cache: Mutex::new(HashMap::new()),
-            report,
+        for (path, bytes) in files {
+            b.file(path, bytes);
         }
+        b.finish()
     }
 
     /// What this load found and what it could not use.
@@ -345,19 +514,31 @@ impl Index {
         let key = clean_join("profiles", &format!("{name}.json"))
             .ok_or_else(|| ServeError::NotFound(format!("invalid profile name {name:?}")))?;
         let entry = self
-            .profiles
-            .get(&key)
+            .profile_slots
+            .get(key.as_str())
+            .map(|&slot| &self.profiles[slot as usize])
             .ok_or_else(|| ServeError::NotFound(format!("no profile named {name:?}")))?;
         // matchbox's ProfileGet refuses a profile without an id.
-        if entry.profile.id.is_empty() {
+        if entry.id.is_empty() {
             return Err(ServeError::NotFound(format!("profile {name:?} has no id")));
         }
         Ok(entry)
     }
 
+    /// The profile of a selected group (resolved when the index was built).
+    pub fn profile_of(&self, entry: &GroupEntry) -> Result<&ProfileEntry, ServeError> {
+        match entry.profile_slot {
+            Some(slot) => Ok(&self.profiles[slot as usize]),
+            // The slow lookup again, for its precise reason.
+            None => self.profile(&entry.profile),
+        }
+    }
+
     /// The file `name` under `dir` (`ignition` or `generic`), resolved as matchbox resolves it.
     pub fn file(&self, dir: &str, name: &str) -> Option<&ConfigFile> {
-        self.files.get(&clean_join(dir, name)?)
+        self.file_slots
+            .get(clean_join(dir, name)?.as_str())
+            .map(|&slot| &self.files[slot as usize])
     }
 
     /// The body for `/ignition`: a stored Ignition config as is, or a Butane template rendered
@@ -368,11 +549,11 @@ impl Index {
         labels: &Labels,
         raw_query: &str,
     ) -> Result<Body, ServeError> {
-        let profile = &self.profile(&entry.group.profile)?.profile;
-        let name = &profile.ignition_id;
-        let file = self
-            .file("ignition", name)
-            .filter(|_| !name.is_empty())
+        let profile = self.profile_of(entry)?;
+        let name = &*profile.ignition_id;
+        let file = profile
+            .ignition_slot
+            .map(|slot| &self.files[slot as usize])
             .ok_or_else(|| {
                 ServeError::NotFound(format!(
                     "no Ignition config or Butane template named {name:?}"
@@ -403,11 +584,11 @@ impl Index {
         labels: &Labels,
         raw_query: &str,
     ) -> Result<Body, ServeError> {
-        let profile = &self.profile(&entry.group.profile)?.profile;
-        let name = &profile.generic_id;
-        let file = self
-            .file("generic", name)
-            .filter(|_| !name.is_empty())
+        let profile = self.profile_of(entry)?;
+        let name = &*profile.generic_id;
+        let file = profile
+            .generic_slot
+            .map(|slot| &self.files[slot as usize])
             .ok_or_else(|| ServeError::NotFound(format!("no generic template named {name:?}")))?;
         match file {
             ConfigFile::Template(t) => self.cached(entry, name, raw_query, || {
@@ -462,24 +643,24 @@ fn execute(
     let t = t
         .as_ref()
         .map_err(|e| ServeError::NotFound(format!("template {name:?} does not parse: {e}")))?;
-    t.render(&entry.group, labels, raw_query)
+    t.render(&entry.to_group(), labels, raw_query)
         .map_err(|e| ServeError::NotFound(format!("rendering template {name:?}: {e}")))
 }
 
 /// `k=v` pairs sorted and joined with `,` (matchbox's `selectorString`).
-fn selector_string(g: &Group) -> String {
-    let mut reqs: Vec<String> = g.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+fn selector_string<'a>(selector: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut reqs: Vec<String> = selector.map(|(k, v)| format!("{k}={v}")).collect();
     reqs.sort();
     reqs.join(",")
 }
 
-fn index_key(selector: &BTreeMap<String, String>) -> Option<(&str, &str)> {
-    let usable = |(k, v): &(&String, &String)| !v.is_empty() && !k.is_empty();
+fn index_key(selector: &[(Arc<str>, Arc<str>)]) -> Option<(&Arc<str>, &Arc<str>)> {
+    let usable = |(k, v): &&(Arc<str>, Arc<str>)| !v.is_empty() && !k.is_empty();
     PREFERRED_KEYS
         .iter()
-        .find_map(|p| selector.iter().filter(usable).find(|(k, _)| k == p))
+        .find_map(|p| selector.iter().filter(usable).find(|(k, _)| &**k == *p))
         .or_else(|| selector.iter().find(usable))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k, v))
 }
 
 /// matchbox's `Group.Normalize`: a selector whose key is `mac` in any case must hold a valid
@@ -491,18 +672,6 @@ fn normalise_group(mut g: Group) -> Result<Group, String> {
         }
     }
     Ok(g)
-}
-
-fn prepare_profile(profile: Profile) -> ProfileEntry {
-    let ipxe = profile
-        .boot
-        .as_ref()
-        .map(|boot| Body::new(render::ipxe_script(boot)));
-    ProfileEntry {
-        profile,
-        ipxe,
-        grub: std::sync::OnceLock::new(),
-    }
 }
 
 fn prepare_file(path: &str, bytes: Vec<u8>) -> ConfigFile {
@@ -551,44 +720,48 @@ pub fn clean_join(dir: &str, name: &str) -> Option<String> {
 /// kept as unusable (configs) and listed in the report; matchbox skips them the same way.
 pub fn load(data: &Path) -> Result<Index, LoadError> {
     let before = dir_identity(data)?;
-    let mut report = LoadReport::default();
-    let mut problem = |path: String, reason: String| report.problems.push(Problem { path, reason });
+    let mut b = Builder::default();
+    fn problem(problems: &mut Vec<Problem>) -> impl FnMut(String, String) + '_ {
+        move |path, reason| problems.push(Problem { path, reason })
+    }
 
-    let mut groups = Vec::new();
-    for (rel, bytes) in read_json_dir(data, "groups", &mut problem) {
+    let found = read_json_dir(data, "groups", &mut problem(&mut b.report.problems));
+    for (rel, bytes) in found {
         match serde_json::from_slice::<Group>(&bytes) {
-            Ok(g) => match normalise_group(g) {
-                Ok(g) => groups.push((rel, g)),
-                Err(e) => problem(rel, e),
-            },
-            Err(e) => problem(rel, format!("invalid group: {e}")),
+            Ok(g) => b.group(rel, g),
+            Err(e) => b.report.problems.push(Problem {
+                path: rel,
+                reason: format!("invalid group: {e}"),
+            }),
         }
     }
-    let mut profiles = HashMap::new();
-    for (rel, bytes) in read_json_dir(data, "profiles", &mut problem) {
+    let found = read_json_dir(data, "profiles", &mut problem(&mut b.report.problems));
+    for (rel, bytes) in found {
         match serde_json::from_slice::<Profile>(&bytes) {
-            Ok(p) => {
-                profiles.insert(rel, prepare_profile(p));
-            }
-            Err(e) => problem(rel, format!("invalid profile: {e}")),
+            Ok(p) => b.profile(rel, p),
+            Err(e) => b.report.problems.push(Problem {
+                path: rel,
+                reason: format!("invalid profile: {e}"),
+            }),
         }
     }
-    let mut files = HashMap::new();
     for dir in ["ignition", "generic"] {
         let mut found = Vec::new();
-        walk(data, dir, 0, &mut found, &mut problem);
+        walk(
+            data,
+            dir,
+            0,
+            &mut found,
+            &mut problem(&mut b.report.problems),
+        );
         for (rel, bytes) in found {
-            let file = prepare_file(&rel, bytes);
-            if let Some(reason) = file_problem(&file) {
-                problem(rel.clone(), reason);
-            }
-            files.insert(rel, file);
+            b.file(rel, bytes);
         }
     }
     if dir_identity(data)? != before {
         return Err(LoadError::Changed(data.to_path_buf()));
     }
-    Ok(Index::build(groups, profiles, files, report))
+    Ok(b.finish())
 }
 
 /// Device and inode of the directory, to notice it being swapped for another mid-load
@@ -722,7 +895,7 @@ mod tests {
     }
 
     fn ids(index: &Index) -> Vec<&str> {
-        index.groups().iter().map(|g| g.group.id.as_str()).collect()
+        index.groups().iter().map(|g| &*g.id).collect()
     }
 
     // matchbox storagepb/group_test.go TestGroupSort: ascending there, so descending here.
@@ -749,7 +922,12 @@ mod tests {
             b.1.selector
                 .len()
                 .cmp(&a.1.selector.len())
-                .then_with(|| selector_string(&b.1).cmp(&selector_string(&a.1)))
+                .then_with(|| {
+                    let s = |g: &Group| {
+                        selector_string(g.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    };
+                    s(&b.1).cmp(&s(&a.1))
+                })
                 .then(a.0.cmp(&b.0))
         });
         sorted
@@ -789,7 +967,7 @@ mod tests {
                 .collect();
             let labels = Labels::from_pairs(query.iter().map(|(k, v)| (*k, *v)));
             let index = Index::from_parts(groups.clone(), vec![], vec![]);
-            let got = index.select_group(&labels).map(|g| g.group.id.as_str());
+            let got = index.select_group(&labels).map(|g| &*g.id);
             proptest::prop_assert_eq!(got, reference_select(&groups, &labels));
         }
     }
@@ -807,7 +985,7 @@ mod tests {
         let sel = |q: &str| {
             index
                 .select_group(&Labels::parse(q).unwrap())
-                .map(|g| g.group.id.clone())
+                .map(|g| g.id.to_string())
         };
         assert_eq!(sel("").as_deref(), Some("x"));
         assert_eq!(sel("os=installed").as_deref(), Some("y"));
@@ -826,7 +1004,10 @@ mod tests {
         );
         assert_eq!(ids(&index), ["ok"]);
         assert_eq!(index.report().problems.len(), 1);
-        assert_eq!(index.groups()[0].group.selector["mac"], "52:54:00:89:d8:10");
+        assert_eq!(
+            index.groups()[0].selector().collect::<Vec<_>>(),
+            [("mac", "52:54:00:89:d8:10")]
+        );
     }
 
     #[test]

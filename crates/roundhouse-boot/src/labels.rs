@@ -9,7 +9,7 @@
 //! never match against JSON selectors. We reject such a query outright (`400 Bad Request`) rather
 //! than carry invalid UTF-8 into templates and logs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bootdata::Mac;
 
@@ -34,7 +34,8 @@ impl Labels {
     /// Parses a raw query string (the part after `?`, without it).
     pub fn parse(raw_query: &str) -> Result<Labels, LabelError> {
         let mut map: BTreeMap<String, String> = BTreeMap::new();
-        let mut first_seen: BTreeSet<String> = BTreeSet::new();
+        // Keys seen whose value was dropped (an invalid MAC): they still shadow later values.
+        let mut dropped: Vec<String> = Vec::new();
         for pair in raw_query.split('&') {
             // Go 1.17+ refuses `;` as a separator: the whole pair is skipped.
             if pair.is_empty() || pair.contains(';') {
@@ -44,23 +45,26 @@ impl Labels {
             let (Some(key), Some(value)) = (unescape(raw_key), unescape(raw_value)) else {
                 continue;
             };
-            let key = String::from_utf8(key).map_err(|_| LabelError::NotUtf8 {
+            let not_utf8 = || LabelError::NotUtf8 {
                 key: raw_key.to_string(),
-            })?;
-            let value = String::from_utf8(value).map_err(|_| LabelError::NotUtf8 {
-                key: raw_key.to_string(),
-            })?;
+            };
+            let key = key.into_str().ok_or_else(not_utf8)?;
+            let value = value.into_str().ok_or_else(not_utf8)?;
             // Only the first value of a key counts (Go's `Values.Get`), and for a MAC key a
             // later valid value must not replace a first invalid one.
-            if !first_seen.insert(key.clone()) {
+            if map.contains_key(&*key) || dropped.iter().any(|d| **d == *key) {
                 continue;
             }
             if key.eq_ignore_ascii_case("mac") {
-                if let Ok(mac) = Mac::parse(&value) {
-                    map.insert(key, mac.to_string());
-                }
+                match Mac::parse(&value) {
+                    Ok(mac) => map.insert(key.into_owned(), mac.to_string()),
+                    Err(_) => {
+                        dropped.push(key.into_owned());
+                        continue;
+                    }
+                };
             } else {
-                map.insert(key, value);
+                map.insert(key.into_owned(), value.into_owned());
             }
         }
         Ok(Labels { map })
@@ -133,16 +137,43 @@ impl Labels {
 pub fn raw_value(raw_query: &str, key: &str) -> Option<String> {
     raw_query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (unescape(k)? == key.as_bytes())
-            .then(|| unescape(v).map(|v| String::from_utf8_lossy(&v).into_owned()))
+        (unescape(k)?.as_bytes() == key.as_bytes())
+            .then(|| unescape(v).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .flatten()
     })
 }
 
+/// A decoded query component: borrowed when it needed no decoding (the usual case), owned
+/// bytes otherwise.
+enum Decoded<'a> {
+    Borrowed(&'a str),
+    Owned(Vec<u8>),
+}
+
+impl<'a> Decoded<'a> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Decoded::Borrowed(s) => s.as_bytes(),
+            Decoded::Owned(b) => b,
+        }
+    }
+
+    /// The text, or `None` when the decoded bytes are not UTF-8.
+    fn into_str(self) -> Option<std::borrow::Cow<'a, str>> {
+        match self {
+            Decoded::Borrowed(s) => Some(std::borrow::Cow::Borrowed(s)),
+            Decoded::Owned(b) => String::from_utf8(b).ok().map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
 /// Go's `QueryUnescape`: `+` is a space, `%XX` a byte; a `%` without two hex digits after it
 /// makes the whole component invalid.
-fn unescape(s: &str) -> Option<Vec<u8>> {
+fn unescape(s: &str) -> Option<Decoded<'_>> {
     let b = s.as_bytes();
+    if !b.iter().any(|&c| c == b'%' || c == b'+') {
+        return Some(Decoded::Borrowed(s));
+    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -163,7 +194,7 @@ fn unescape(s: &str) -> Option<Vec<u8>> {
             }
         }
     }
-    Some(out)
+    Some(Decoded::Owned(out))
 }
 
 fn hex(c: u8) -> Option<u8> {

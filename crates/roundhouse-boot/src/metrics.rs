@@ -70,6 +70,11 @@ impl Route {
         }
     }
 
+    /// The route whose label value is `label`.
+    pub fn from_label(label: &str) -> Option<Route> {
+        ROUTES.into_iter().find(|r| r.as_str() == label)
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub journal_max_bytes: u64,
     /// Largest request head (request line and headers) accepted.
     pub max_header_bytes: usize,
+    /// Threads serving plain HTTP connections (default: one per CPU, as nginx's
+    /// `worker_processes auto`).
+    pub workers: usize,
 }
 
 impl ServeConfig {
@@ -51,6 +54,7 @@ impl ServeConfig {
             journal_records: crate::http::DEFAULT_JOURNAL_RECORDS,
             journal_max_bytes: 64 << 20,
             max_header_bytes: 16 * 1024,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
@@ -170,19 +174,17 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting and lets requests in flight
     /// finish (up to 10 s).
+    ///
+    /// Plain HTTP is served nginx-style: [`ServeConfig::workers`] threads, each with its own
+    /// single-threaded runtime, and every connection lives on one of them from accept to close
+    /// (no work stealing, no cross-thread wake-ups per request). The hot routes are answered
+    /// directly ([`AppState::answer_fast`]); everything else goes through the router.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let address = self.local_addr();
         let io_err = |source| ServerError::Io { address, source };
-        let handle = axum_server::Handle::new();
-        let shutdown_handle = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            shutdown_handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        });
         let reloader = match (&self.config.data_path, self.config.reload_interval) {
             (Some(data), interval) if !interval.is_zero() => Some(tokio::spawn(reload_loop(
                 self.state.clone(),
@@ -192,24 +194,187 @@ impl Server {
             ))),
             _ => None,
         };
-        let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         self.listener.set_nonblocking(true).map_err(io_err)?;
         let result = match self.tls {
             Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let shutdown_handle = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    tracing::info!("shutting down: finishing requests in flight");
+                    shutdown_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+                });
+                let service =
+                    app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
                 let mut server = axum_server::from_tcp_rustls(self.listener, tls).handle(handle);
                 configure(server.http_builder(), self.config.max_header_bytes);
                 server.serve(service).await
             }
             None => {
-                let mut server = axum_server::from_tcp(self.listener).handle(handle);
-                configure(server.http_builder(), self.config.max_header_bytes);
-                server.serve(service).await
+                let mut http = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                configure(&mut http, self.config.max_header_bytes);
+                serve_plain(
+                    self.listener,
+                    self.state.clone(),
+                    http,
+                    self.config.workers.max(1),
+                    shutdown,
+                )
+                .await
             }
         };
         if let Some(r) = reloader {
             r.abort();
         }
         result.map_err(io_err)
+    }
+}
+
+/// How long requests in flight may take to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+type Http = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
+
+/// What every connection of a worker shares.
+struct Worker {
+    state: AppState,
+    router: axum::Router,
+    http: Http,
+}
+
+/// Accepts on the caller's runtime and hands connections round-robin to `workers` threads.
+async fn serve_plain(
+    listener: std::net::TcpListener,
+    state: AppState,
+    http: Http,
+    workers: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Worker {
+        router: app(state.clone()),
+        state,
+        http,
+    });
+    let mut queues = Vec::with_capacity(workers);
+    let mut finished = Vec::with_capacity(workers);
+    for i in 0..workers {
+        // Built here so a failure surfaces as an error of `run`, not as a silent dead worker.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (queue, incoming) = tokio::sync::mpsc::unbounded_channel();
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let (shared, stop) = (shared.clone(), stop_rx.clone());
+        std::thread::Builder::new()
+            .name(format!("http-worker-{i}"))
+            .spawn(move || {
+                runtime.block_on(worker(incoming, stop, shared));
+                // Dropping the runtime closes connections that outlived the grace period.
+                drop(runtime);
+                let _ = done.send(());
+            })?;
+        queues.push(queue);
+        finished.push(finished_rx);
+    }
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Responses go out in one write; do not let Nagle hold the next one.
+                    let _ = stream.set_nodelay(true);
+                    // Re-registered with the worker's own reactor there.
+                    if let Ok(stream) = stream.into_std() {
+                        let _ = queues[next % workers].send((stream, peer));
+                        next = next.wrapping_add(1);
+                    }
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(queues);
+    for f in finished {
+        let _ = f.await;
+    }
+    Ok(())
+}
+
+/// One worker thread's loop: serve the connections handed to it until told to stop, then give
+/// them [`SHUTDOWN_GRACE`] to finish.
+async fn worker(
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    shared: Arc<Worker>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            next = incoming.recv() => match next {
+                Some((stream, peer)) => {
+                    connections.spawn(connection(stream, peer, shared.clone(), stop.clone()));
+                }
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn connection(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Worker>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+        return;
+    };
+    let service_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let shared = service_shared.clone();
+        async move {
+            if let Some(response) = shared
+                .state
+                .answer_fast(req.method(), req.uri(), Some(peer))
+            {
+                return Ok::<_, std::convert::Infallible>(response);
+            }
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(shared.router.clone(), req).await
+        }
+    });
+    let conn = shared
+        .http
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

@@ -7,13 +7,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bootdata::Mac;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::Route;
 
 /// Name of the netboot state file inside the state directory.
 pub const NETBOOT_FILE: &str = "netboot.json";
@@ -191,6 +194,105 @@ pub struct FetchRecord {
     pub local_boot: bool,
 }
 
+/// A fetch as the request path hands it to the journal: nothing formatted yet, ids and digests
+/// shared with the index. Recording one costs no string formatting; [`Fetch::to_record`] makes
+/// the [`FetchRecord`] when someone reads the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// When the response was sent.
+    pub time: SystemTime,
+    /// The route answered (`ipxe`, `grub`, `ignition`, `generic` or `metadata`).
+    pub route: Route,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// The MAC label of the request.
+    pub mac: Option<Mac>,
+    /// Client IP address.
+    pub client: Option<IpAddr>,
+    /// Selected group id.
+    pub group: Option<Arc<str>>,
+    /// Profile id of that group.
+    pub profile: Option<Arc<str>>,
+    /// `sha256:<hex>` of the body served.
+    pub digest: Option<Arc<str>>,
+    /// Set when netboot gating answered "boot from local disk" instead of the profile.
+    pub local_boot: bool,
+}
+
+impl Fetch {
+    /// The record as the journal file and API show it.
+    pub fn to_record(&self) -> FetchRecord {
+        FetchRecord {
+            time: rfc3339(self.time),
+            route: self.route.as_str().to_string(),
+            status: self.status,
+            mac: self.mac.map(|m| m.to_string()),
+            client: self.client.map(|c| c.to_string()),
+            group: self.group.as_deref().map(str::to_string),
+            profile: self.profile.as_deref().map(str::to_string),
+            digest: self.digest.as_deref().map(str::to_string),
+            local_boot: self.local_boot,
+        }
+    }
+
+    /// A record read back from the journal file; `None` for one this server did not write
+    /// (its time, route, MAC or address do not parse).
+    pub fn from_record(r: &FetchRecord) -> Option<Fetch> {
+        Some(Fetch {
+            time: parse_rfc3339(&r.time)?,
+            route: Route::from_label(&r.route)?,
+            status: r.status,
+            mac: match &r.mac {
+                Some(m) => Some(Mac::parse(m).ok()?),
+                None => None,
+            },
+            client: match &r.client {
+                Some(c) => Some(c.parse().ok()?),
+                None => None,
+            },
+            group: r.group.as_deref().map(Into::into),
+            profile: r.profile.as_deref().map(Into::into),
+            digest: r.digest.as_deref().map(Into::into),
+            local_boot: r.local_boot,
+        })
+    }
+
+    /// Appends the record's JSON line (what `serde_json` writes for [`Fetch::to_record`]) to
+    /// `out`, without building the record: the writer thread shares the request path's cores.
+    fn write_json_line(&self, out: &mut Vec<u8>) {
+        let string = |out: &mut Vec<u8>, s: &str| {
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, s);
+        };
+        out.extend_from_slice(b"{\"time\":\"");
+        write_rfc3339(self.time, out);
+        out.extend_from_slice(b"\",\"route\":\"");
+        out.extend_from_slice(self.route.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"status\":");
+        let _ = write!(out, "{}", self.status);
+        if let Some(mac) = &self.mac {
+            let _ = write!(out, ",\"mac\":\"{mac}\"");
+        }
+        if let Some(client) = &self.client {
+            let _ = write!(out, ",\"client\":\"{client}\"");
+        }
+        for (name, value) in [
+            ("group", &self.group),
+            ("profile", &self.profile),
+            ("digest", &self.digest),
+        ] {
+            if let Some(v) = value {
+                let _ = write!(out, ",\"{name}\":");
+                string(out, v);
+            }
+        }
+        if self.local_boot {
+            out.extend_from_slice(b",\"local_boot\":true");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
 /// A filter over the journal.
 #[derive(Debug, Clone, Default)]
 pub struct JournalQuery {
@@ -203,7 +305,7 @@ pub struct JournalQuery {
 /// Where config fetches are recorded.
 pub trait FetchJournal: Send + Sync {
     /// Records a fetch. Must not block the request path.
-    fn record(&self, record: FetchRecord);
+    fn record(&self, fetch: Fetch);
     /// Recent records matching `query`, oldest first.
     fn recent(&self, query: &JournalQuery) -> Vec<FetchRecord>;
     /// Records dropped because a bound was reached (memory or write queue).
@@ -212,59 +314,105 @@ pub trait FetchJournal: Send + Sync {
     }
 }
 
-/// A bounded in-memory journal: the newest `capacity` records.
+/// The newest `capacity` fetches.
 #[derive(Debug)]
-pub struct MemoryJournal {
+struct Ring {
     capacity: usize,
-    records: Mutex<VecDeque<FetchRecord>>,
+    fetches: VecDeque<Fetch>,
 }
 
-impl MemoryJournal {
-    /// A journal keeping at most `capacity` records.
-    pub fn new(capacity: usize) -> MemoryJournal {
-        MemoryJournal {
+impl Ring {
+    fn new(capacity: usize) -> Ring {
+        Ring {
             capacity: capacity.max(1),
-            records: Mutex::new(VecDeque::new()),
+            fetches: VecDeque::new(),
         }
     }
-}
 
-impl FetchJournal for MemoryJournal {
-    fn record(&self, record: FetchRecord) {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if records.len() >= self.capacity {
-            records.pop_front();
+    fn push(&mut self, fetch: Fetch) {
+        if self.fetches.len() >= self.capacity {
+            self.fetches.pop_front();
         }
-        records.push_back(record);
+        self.fetches.push_back(fetch);
     }
 
     fn recent(&self, query: &JournalQuery) -> Vec<FetchRecord> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let limit = if query.limit == 0 {
             usize::MAX
         } else {
             query.limit
         };
-        let mut out: Vec<FetchRecord> = records
+        // Records hold canonical MACs, so a filter that is not a MAC matches nothing.
+        let want = query.mac.as_deref().map(|m| Mac::parse(m).ok());
+        let mut out: Vec<FetchRecord> = self
+            .fetches
             .iter()
             .rev()
-            .filter(|r| query.mac.is_none() || r.mac == query.mac)
+            .filter(|f| want.is_none_or(|w| w.is_some() && f.mac == w))
             .take(limit)
-            .cloned()
+            .map(Fetch::to_record)
             .collect();
         out.reverse();
         out
     }
 }
 
+/// A bounded in-memory journal: the newest `capacity` records.
+#[derive(Debug)]
+pub struct MemoryJournal {
+    ring: Mutex<Ring>,
+}
+
+impl MemoryJournal {
+    /// A journal keeping at most `capacity` records.
+    pub fn new(capacity: usize) -> MemoryJournal {
+        MemoryJournal {
+            ring: Mutex::new(Ring::new(capacity)),
+        }
+    }
+}
+
+impl FetchJournal for MemoryJournal {
+    fn record(&self, fetch: Fetch) {
+        self.ring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fetch);
+    }
+
+    fn recent(&self, query: &JournalQuery) -> Vec<FetchRecord> {
+        self.ring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recent(query)
+    }
+}
+
+/// Records waiting for the writer thread, at most this many; more are dropped and counted.
+const WRITE_QUEUE: usize = 4096;
+/// How long the writer lets records accumulate before a write, so that a busy server makes one
+/// `write` per batch rather than one per request.
+const WRITE_BATCH_WINDOW: Duration = Duration::from_millis(20);
+
 /// A journal persisted as JSON lines in `dir/fetch-journal.jsonl`, with the newest records also
 /// kept in memory for queries. Writes happen on a background thread fed by a bounded queue, so
 /// a slow disk never slows a boot; when the queue is full the record is dropped and counted.
 /// The file is rotated to `fetch-journal.jsonl.1` when it exceeds `max_bytes`.
 pub struct FileJournal {
-    memory: MemoryJournal,
-    queue: std::sync::mpsc::SyncSender<FetchRecord>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<FileShared>,
+}
+
+struct FileShared {
+    /// The in-memory ring and the write queue under one lock: one lock per request.
+    inner: Mutex<FileInner>,
+    wake: Condvar,
+    dropped: AtomicU64,
+}
+
+struct FileInner {
+    ring: Ring,
+    queue: Vec<Fetch>,
+    closed: bool,
 }
 
 impl std::fmt::Debug for FileJournal {
@@ -278,28 +426,48 @@ impl FileJournal {
     pub fn open(dir: &Path, capacity: usize, max_bytes: u64) -> std::io::Result<FileJournal> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(JOURNAL_FILE);
-        let memory = MemoryJournal::new(capacity);
+        let mut ring = Ring::new(capacity);
         // Only the tail can hold the newest `capacity` records (a record is well under 1 KiB),
         // so a large journal does not slow the start.
         if let Ok(tail) = read_tail(&path, capacity.saturating_mul(1024) as u64) {
             for line in String::from_utf8_lossy(&tail).lines() {
                 // Skip a torn first or last line rather than refuse to start.
-                if let Ok(rec) = serde_json::from_str::<FetchRecord>(line) {
-                    memory.record(rec);
+                if let Some(fetch) = serde_json::from_str::<FetchRecord>(line)
+                    .ok()
+                    .and_then(|r| Fetch::from_record(&r))
+                {
+                    ring.push(fetch);
                 }
             }
         }
-        let (queue, rx) = std::sync::mpsc::sync_channel::<FetchRecord>(4096);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let dropped_w = dropped.clone();
+        let shared = Arc::new(FileShared {
+            inner: Mutex::new(FileInner {
+                ring,
+                queue: Vec::new(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            dropped: AtomicU64::new(0),
+        });
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("fetch-journal".into())
-            .spawn(move || journal_writer(path, max_bytes, rx, dropped_w))?;
-        Ok(FileJournal {
-            memory,
-            queue,
-            dropped,
-        })
+            .spawn(move || journal_writer(path, max_bytes, &writer))?;
+        Ok(FileJournal { shared })
+    }
+}
+
+impl Drop for FileJournal {
+    fn drop(&mut self) {
+        // The writer writes what is queued, then ends.
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl FileShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FileInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -313,27 +481,28 @@ fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn journal_writer(
-    path: PathBuf,
-    max_bytes: u64,
-    rx: std::sync::mpsc::Receiver<FetchRecord>,
-    dropped: Arc<AtomicU64>,
-) {
+fn journal_writer(path: PathBuf, max_bytes: u64, shared: &FileShared) {
     let rotated = path.with_extension("jsonl.1");
-    while let Ok(first) = rx.recv() {
-        // Batch whatever is queued so one open+write serves many records.
-        let mut batch = vec![first];
-        while let Ok(more) = rx.recv_timeout(Duration::from_millis(20)) {
-            batch.push(more);
-            if batch.len() >= 1024 {
-                break;
+    let mut buf = Vec::new();
+    loop {
+        {
+            let mut inner = shared.lock();
+            while inner.queue.is_empty() && !inner.closed {
+                inner = shared.wake.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+            if inner.queue.is_empty() {
+                return;
+            }
+            if !inner.closed {
+                drop(inner);
+                // Let a burst accumulate so one open+write serves many records.
+                std::thread::sleep(WRITE_BATCH_WINDOW);
             }
         }
-        let mut buf = Vec::new();
-        for rec in &batch {
-            if serde_json::to_writer(&mut buf, rec).is_ok() {
-                buf.push(b'\n');
-            }
+        let batch = std::mem::take(&mut shared.lock().queue);
+        buf.clear();
+        for fetch in &batch {
+            fetch.write_json_line(&mut buf);
         }
         if std::fs::metadata(&path).is_ok_and(|m| m.len() + buf.len() as u64 > max_bytes)
             && let Err(e) = std::fs::rename(&path, &rotated)
@@ -347,26 +516,37 @@ fn journal_writer(
             .open(&path)
             .and_then(|mut f| f.write_all(&buf));
         if let Err(e) = result {
-            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            shared
+                .dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             tracing::warn!(path = %path.display(), error = %e, "writing fetch journal");
         }
     }
 }
 
 impl FetchJournal for FileJournal {
-    fn record(&self, record: FetchRecord) {
-        if self.queue.try_send(record.clone()).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    fn record(&self, fetch: Fetch) {
+        let mut inner = self.shared.lock();
+        let wake = inner.queue.is_empty();
+        if inner.queue.len() < WRITE_QUEUE {
+            inner.queue.push(fetch.clone());
+        } else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.memory.record(record);
+        inner.ring.push(fetch);
+        drop(inner);
+        // Only the first record of a batch wakes the writer; the rest ride along.
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 
     fn recent(&self, query: &JournalQuery) -> Vec<FetchRecord> {
-        self.memory.recent(query)
+        self.shared.lock().ring.recent(query)
     }
 
     fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -377,6 +557,12 @@ pub fn rfc3339_now() -> String {
 
 /// A time as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(t, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_rfc3339(t: SystemTime, out: &mut Vec<u8>) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -390,30 +576,122 @@ pub fn rfc3339(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
+    let _ = write!(
+        out,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         d.subsec_millis()
-    )
+    );
+}
+
+/// Parses what [`rfc3339`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`, years 1970 to 9999).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 24
+        || [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ]
+        .iter()
+        .any(|&(i, c)| b[i] != c)
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let part = s.get(from..to)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, milli) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    let millis = u64::try_from(secs).ok()?.checked_mul(1000)? + milli as u64;
+    Some(UNIX_EPOCH + Duration::from_millis(millis))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(mac: &str, n: u16) -> FetchRecord {
-        FetchRecord {
-            time: "t".into(),
-            route: "ignition".into(),
+    const A: &str = "52:54:00:00:00:0a";
+    const B: &str = "52:54:00:00:00:0b";
+
+    fn rec(mac: &str, n: u16) -> Fetch {
+        Fetch {
+            time: UNIX_EPOCH + Duration::from_millis(1_709_210_096_789 + u64::from(n)),
+            route: Route::Ignition,
             status: n,
-            mac: Some(mac.into()),
+            mac: Some(Mac::parse(mac).unwrap()),
             client: None,
             group: None,
             profile: None,
             digest: None,
             local_boot: false,
+        }
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for ms in [0, 1_709_210_096_789, 4_102_444_799_000, 951_782_400_001] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{ms}");
+        }
+        for bad in [
+            "t",
+            "2024-02-30T12:34:56.789",
+            "2024-13-01T00:00:00.000Z",
+            "+024-01-01T00:00:00.000Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_line_is_the_records_json() {
+        let full = Fetch {
+            client: Some("10.0.0.5".parse().unwrap()),
+            group: Some("g \"quoted\" \u{e9}".into()),
+            profile: Some("p\n".into()),
+            digest: Some("sha256:00".into()),
+            local_boot: true,
+            ..rec(A, 200)
+        };
+        let ipv6 = Fetch {
+            client: Some("::1".parse().unwrap()),
+            mac: None,
+            ..rec(A, 404)
+        };
+        for fetch in [rec(A, 200), full, ipv6] {
+            let mut line = Vec::new();
+            fetch.write_json_line(&mut line);
+            let want = serde_json::to_string(&fetch.to_record()).unwrap() + "\n";
+            assert_eq!(String::from_utf8(line).unwrap(), want);
+            assert_eq!(Fetch::from_record(&fetch.to_record()), Some(fetch));
         }
     }
 
@@ -435,15 +713,20 @@ mod tests {
     fn memory_journal_is_bounded_and_filters() {
         let j = MemoryJournal::new(3);
         for i in 0..5 {
-            j.record(rec(if i % 2 == 0 { "a" } else { "b" }, i));
+            j.record(rec(if i % 2 == 0 { A } else { B }, i));
         }
         let all = j.recent(&JournalQuery::default());
         assert_eq!(all.iter().map(|r| r.status).collect::<Vec<_>>(), [2, 3, 4]);
         let a = j.recent(&JournalQuery {
-            mac: Some("a".into()),
+            mac: Some(A.into()),
             limit: 1,
         });
         assert_eq!(a.iter().map(|r| r.status).collect::<Vec<_>>(), [4]);
+        let none = j.recent(&JournalQuery {
+            mac: Some("not a mac".into()),
+            limit: 0,
+        });
+        assert!(none.is_empty());
     }
 
     #[test]
@@ -451,8 +734,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let j = FileJournal::open(dir.path(), 10, 1 << 20).unwrap();
-            j.record(rec("a", 200));
-            j.record(rec("b", 404));
+            j.record(rec(A, 200));
+            j.record(rec(B, 404));
         }
         // The writer thread ends when the journal is dropped; wait for its file.
         let path = dir.path().join(JOURNAL_FILE);
@@ -463,7 +746,7 @@ mod tests {
         }
         let j = FileJournal::open(dir.path(), 10, 1 << 20).unwrap();
         let got = j.recent(&JournalQuery::default());
-        assert_eq!(got, vec![rec("a", 200), rec("b", 404)]);
+        assert_eq!(got, vec![rec(A, 200).to_record(), rec(B, 404).to_record()]);
     }
 
     #[test]
@@ -478,7 +761,7 @@ mod tests {
                 std::time::Instant::now() < deadline,
                 "journal never rotated"
             );
-            j.record(rec("a", n));
+            j.record(rec(A, n));
             n += 1;
             std::thread::sleep(Duration::from_millis(30));
         }

@@ -116,3 +116,67 @@ async fn snapshot_swap_is_atomic_for_requests() {
     let (_, metrics) = get(&router, "/metrics").await;
     assert!(metrics.contains("roundhouse_boot_index_groups 0"));
 }
+
+/// The server answers the hot routes without the router (`AppState::answer_fast`). For every
+/// GET of the compatibility suite, and a few requests the suite does not make, both must give
+/// the same status, content type and body.
+#[tokio::test]
+async fn fast_path_answers_as_the_router_does() {
+    let compat = common::fixtures().join("compat");
+    let mut compared = 0;
+    for case in std::fs::read_dir(&compat).unwrap() {
+        let case = case.unwrap().path();
+        let (Ok(expect), true) = (
+            std::fs::read_to_string(case.join("expect.json")),
+            case.join("data").is_dir(),
+        ) else {
+            continue;
+        };
+        let expect: Vec<serde_json::Value> = serde_json::from_str(&expect).unwrap();
+        let mut targets: Vec<String> = expect
+            .iter()
+            .filter(|e| e.get("method").is_none_or(|m| m == "GET"))
+            .filter_map(|e| e["target"].as_str().map(str::to_string))
+            .collect();
+        targets.extend(
+            [
+                "/",
+                "/boot.ipxe",
+                "/healthz",
+                "/metadata?mac=52:54:00:89:d8:10&os=installed",
+                "/ignition?a=%ff",
+                "/grub?uuid=x&mac=bad",
+            ]
+            .map(String::from),
+        );
+        targets.push(format!("/ipxe?q={}", "x".repeat(9000)));
+        let tmp = tempfile::tempdir().unwrap();
+        common::copy_tree(&case.join("data"), tmp.path());
+        let index = roundhouse_boot::index::load(tmp.path()).unwrap();
+        let state = AppState::new(index);
+        let router = app(state.clone());
+        for target in targets {
+            let uri: axum::http::Uri = target.parse().unwrap();
+            let Some(fast) = state.answer_fast(&axum::http::Method::GET, &uri, None) else {
+                continue;
+            };
+            let routed = router
+                .clone()
+                .oneshot(Request::builder().uri(&uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            // The router sets `content-length` itself; on the wire hyper sets it for both.
+            let parts = |r: &axum::response::Response| {
+                let mut headers = r.headers().clone();
+                headers.remove("content-length");
+                (r.status(), headers)
+            };
+            assert_eq!(parts(&fast), parts(&routed), "{}: {target}", case.display());
+            let fast = fast.into_body().collect().await.unwrap().to_bytes();
+            let routed = routed.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(fast, routed, "{}: {target}", case.display());
+            compared += 1;
+        }
+    }
+    assert!(compared > 50, "only {compared} requests compared");
+}

@@ -73,6 +73,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = INDEX.ignition(group, &labels, query);
     let _ = INDEX.generic(group, &labels, query);
-    let env = render::metadata_env(&render::template_data(&group.group, &labels, query));
+    let env = render::metadata_env(&render::template_data(&group.to_group(), &labels, query));
     assert!(env.ends_with('\n'));
 });
