@@ -34,7 +34,7 @@ impl Template {
         let data = gotmpl::matchbox_data(
             Some(&metadata),
             group.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            labels.as_map(),
+            &labels.to_map(),
             raw_query,
         )
         .map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@
 //! [`ServeError`]s into status codes. Everything a request needs is in memory; no handler reads
 //! the data directory.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -243,6 +243,54 @@ impl StackText {
         };
         let _ = write!(t, "{value}");
         t
+    }
+
+    /// An address as `Display` writes it; IPv4 without the formatting machinery.
+    fn ip(ip: IpAddr) -> StackText {
+        let IpAddr::V4(v4) = ip else {
+            return StackText::of(ip);
+        };
+        let mut t = StackText {
+            buf: [0; 64],
+            len: 0,
+        };
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                t.push(b'.');
+            }
+            if octet >= 100 {
+                t.push(b'0' + octet / 100);
+            }
+            if octet >= 10 {
+                t.push(b'0' + octet / 10 % 10);
+            }
+            t.push(b'0' + octet % 10);
+        }
+        t
+    }
+
+    /// A MAC address as `Display` writes it (lower-case hex, colons).
+    fn mac(mac: &Mac) -> StackText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut t = StackText {
+            buf: [0; 64],
+            len: 0,
+        };
+        for (i, b) in mac.octets().iter().enumerate() {
+            if i > 0 {
+                t.push(b':');
+            }
+            t.push(HEX[usize::from(b >> 4)]);
+            t.push(HEX[usize::from(b & 0xf)]);
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
     }
 
     fn as_str(&self) -> &str {
@@ -502,8 +550,8 @@ impl AppState {
         let elapsed = start.elapsed();
         self.metrics().observe(route, status, elapsed);
         if tracing::enabled!(target: "roundhouse_boot::access", tracing::Level::INFO) {
-            let client = client.map(|c| StackText::of(c.ip()));
-            let mac = note.mac.map(StackText::of);
+            let client = client.map(|c| StackText::ip(c.ip()));
+            let mac = note.mac.as_ref().map(StackText::mac);
             tracing::info!(
                 target: "roundhouse_boot::access",
                 %method,
@@ -651,5 +699,29 @@ impl AppState {
             content_type,
             local_boot: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_text_is_display() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.5",
+            "127.0.0.1",
+            "255.255.255.255",
+            "192.168.100.9",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(StackText::ip(ip).as_str(), ip.to_string());
+        }
+        for mac in ["52:54:00:89:d8:10", "00:00:00:00:fe:80:00:00"] {
+            let mac = Mac::parse(mac).unwrap();
+            assert_eq!(StackText::mac(&mac).as_str(), mac.to_string());
+        }
     }
 }

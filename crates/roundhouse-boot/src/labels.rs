@@ -16,7 +16,9 @@ use bootdata::Mac;
 /// Labels taken from a request's query string, keyed by the query key with its case kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Labels {
-    map: BTreeMap<String, String>,
+    /// Sorted by key, keys unique. A request carries a handful of labels: a sorted vector
+    /// costs one allocation where a map costs a node per request.
+    map: Vec<(String, String)>,
 }
 
 /// Why a query string cannot be turned into labels.
@@ -33,7 +35,7 @@ pub enum LabelError {
 impl Labels {
     /// Parses a raw query string (the part after `?`, without it).
     pub fn parse(raw_query: &str) -> Result<Labels, LabelError> {
-        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        let mut map: Vec<(String, String)> = Vec::new();
         // Keys seen whose value was dropped (an invalid MAC): they still shadow later values.
         let mut dropped: Vec<String> = Vec::new();
         for pair in raw_query.split('&') {
@@ -52,19 +54,20 @@ impl Labels {
             let value = value.into_str().ok_or_else(not_utf8)?;
             // Only the first value of a key counts (Go's `Values.Get`), and for a MAC key a
             // later valid value must not replace a first invalid one.
-            if map.contains_key(&*key) || dropped.iter().any(|d| **d == *key) {
+            let slot = match map.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+                Ok(_) => continue,
+                Err(slot) => slot,
+            };
+            if dropped.iter().any(|d| **d == *key) {
                 continue;
             }
             if key.eq_ignore_ascii_case("mac") {
                 match Mac::parse(&value) {
-                    Ok(mac) => map.insert(key.into_owned(), mac.to_string()),
-                    Err(_) => {
-                        dropped.push(key.into_owned());
-                        continue;
-                    }
-                };
+                    Ok(mac) => map.insert(slot, (key.into_owned(), canonical_mac(&mac))),
+                    Err(_) => dropped.push(key.into_owned()),
+                }
             } else {
-                map.insert(key.into_owned(), value.into_owned());
+                map.insert(slot, (key.into_owned(), value.into_owned()));
             }
         }
         Ok(Labels { map })
@@ -75,17 +78,22 @@ impl Labels {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Labels {
+        // Later pairs replace earlier ones, as inserting into a map would.
+        let map: BTreeMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         Labels {
-            map: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            map: map.into_iter().collect(),
         }
     }
 
     /// The value of a label, by exact (case-sensitive) key.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.map.get(key).map(String::as_str)
+        self.map
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.map[i].1.as_str())
     }
 
     /// The MAC address the request identifies itself with: the `mac` label, or failing that
@@ -101,9 +109,9 @@ impl Labels {
             .and_then(|v| Mac::parse(v).ok())
     }
 
-    /// The labels as a map (key order).
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.map
+    /// The labels as a map (for templates).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.map.iter().cloned().collect()
     }
 
     /// Iterates over the labels in key order.
@@ -141,6 +149,21 @@ pub fn raw_value(raw_query: &str, key: &str) -> Option<String> {
             .then(|| unescape(v).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .flatten()
     })
+}
+
+/// `mac` as its `Display` writes it (lower-case hex, colons), without the formatting machinery:
+/// this runs for every request.
+fn canonical_mac(mac: &Mac) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(mac.octets().len() * 3);
+    for (i, b) in mac.octets().iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// A decoded query component: borrowed when it needed no decoding (the usual case), owned
@@ -279,6 +302,18 @@ mod tests {
         ));
         // Valid multi-byte UTF-8 is fine.
         assert_eq!(labels("n=%C3%A9"), pairs(&[("n", "é")]));
+    }
+
+    #[test]
+    fn canonical_mac_is_display() {
+        for m in [
+            "52:54:00:89:D8:10",
+            "0000.5e00.5301",
+            "00:00:00:00:fe:80:00:00",
+        ] {
+            let mac = Mac::parse(m).unwrap();
+            assert_eq!(canonical_mac(&mac), mac.to_string());
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod http;
 pub mod ignition;
 pub mod index;
 pub mod labels;
+pub mod logfmt;
 pub mod metrics;
 pub mod render;
 pub mod server;

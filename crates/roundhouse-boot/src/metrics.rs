@@ -121,11 +121,34 @@ struct RouteStats {
     sum_micros: AtomicU64,
 }
 
+/// Requests by body digest. Digests are SHA-256 values of bodies this server serves, so a
+/// cheap word-at-a-time hash is as good as SipHash here, at a fraction of its cost per request.
+type DigestCounts = HashMap<Arc<str>, u64, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// A multiply-rotate hash over 8-byte words (the "Fx" hash of rustc).
+#[derive(Default, Clone, Copy)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// All counters of one server.
 #[derive(Default)]
 pub struct Metrics {
     routes: [RouteStats; ROUTES.len()],
-    configs: Mutex<HashMap<Route, HashMap<Arc<str>, u64>>>,
+    configs: Mutex<HashMap<Route, DigestCounts>>,
     configs_other: AtomicU64,
     /// Successful data directory loads.
     pub loads_ok: AtomicU64,
