@@ -167,7 +167,7 @@ sim_rss=$(hwm "$sim_pid")
 waves=$(( (n + parallel - 1) / parallel ))
 
 ideal() { awk -v w="$waves" -v t="$1" 'BEGIN { print w * t }'; }
-printf '\n%s machines, max_parallel %s, time factor %s, %s waves\n' "$n" "$parallel" "$factor" "$waves"
+printf '\n%s machines, max_parallel %s, time factor %s, %s wave(s) of at most %s\n' "$n" "$parallel" "$factor" "$waves" "$parallel"
 printf '%-22s %10s %14s %10s %12s  %s\n' phase "one node" "ideal" measured "apply RSS" result
 for phase in pxe inplace; do
   if [ $phase = pxe ]; then row=$pxe; one=$t_pxe; name="PXE install"; else row=$inplace; one=$t_inplace; name="in-place re-provision"; fi

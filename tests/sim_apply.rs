@@ -264,21 +264,27 @@ fn killed_apply_during_an_in_place_reboot_resumes_without_rebooting_again() {
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     assert_ne!(lab.info("w1").status.phase, "running", "killed too late");
+    // apply journals `triggered` when the reboot command's connection drops; a kill in the
+    // instant between leaves `started`, and the resume must then find the reboot's evidence
+    // (the fetch of the new config) rather than reboot again. Either way: no second reboot.
     let status = lab.status();
-    assert_eq!(
-        status["w1"]["pending_intent"]["stage"], "triggered",
-        "{}",
-        status["w1"]
-    );
+    let stage = status["w1"]["pending_intent"]["stage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(action_of(&lab.plan_json(), "w1"), "resume");
 
     let resumed = lab.apply(&[]);
     lab.assert_ok(&resumed);
-    assert!(
-        stderr(&resumed).contains("not triggering again"),
-        "{}",
-        text(&resumed)
-    );
+    let expected = match stage.as_str() {
+        "triggered" => "not triggering again",
+        "started" => "not rebooting it again",
+        other => panic!(
+            "no intent in flight after the kill (stage {other:?}): {}",
+            status["w1"]
+        ),
+    };
+    assert!(stderr(&resumed).contains(expected), "{}", text(&resumed));
     let after = lab.info("w1").status;
     assert_eq!(after.boots, before.boots + 1, "rebooted again");
     assert_eq!(after.ignition_runs, before.ignition_runs + 1, "wiped again");

@@ -8,13 +8,12 @@
 //! person logging in would see. The simulator's own table (`Machine::info`) is used for what
 //! only hardware would know: power actions, boots, installs, Ignition runs, faults.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use roundhouse_sim::{Faults, Fleet, FleetSpec, Mac, Machine, MachineInfo};
 
@@ -241,11 +240,6 @@ impl Lab {
             self.generation.insert(n.to_string(), generation);
         }
         self.write_cluster();
-    }
-
-    /// The generation the cluster file asks of `name` now.
-    pub fn desired_generation(&self, name: &str) -> u32 {
-        self.generation[name]
     }
 
     fn write_cluster(&mut self) {
@@ -546,13 +540,4 @@ pub fn action_of(plan: &serde_json::Value, node: &str) -> String {
         .find(|i| i["name"] == node)
         .map(|i| i["action"].as_str().unwrap().to_string())
         .unwrap()
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
