@@ -8,7 +8,6 @@
 //! person logging in would see. The simulator's own table (`Machine::info`) is used for what
 //! only hardware would know: power actions, boots, installs, Ignition runs, faults.
 
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
