@@ -161,12 +161,12 @@ assemble() {
   mcopy -i "$esp" "$work/first_boot" ::/flatcar/first_boot
 
   # ---- USR-A (no journal: mounted read-only), OEM, ROOT (empty) ----
-  mkfs.ext4 -q -F -O ^has_journal -L USR-A -d "$work/usr" "$work/usr.img" 48M
+  mkfs.ext4 -q -F -O ^has_journal -L USR-A -d "$work/usr" "$work/usr.img" 48M >/dev/null
   mkdir -p "$work/oem"
   printf '# OEM grub.cfg of the roundhouse QEMU lab image (installers append to it)\n' > "$work/oem/grub.cfg"
   chown -R 0:0 "$work/oem"
-  mkfs.ext4 -q -F -L OEM -d "$work/oem" "$work/oem.img" 16M
-  mkfs.ext4 -q -F -L ROOT "$work/root.img" 96M
+  mkfs.ext4 -q -F -L OEM -d "$work/oem" "$work/oem.img" 16M >/dev/null
+  mkfs.ext4 -q -F -L ROOT "$work/root.img" 96M >/dev/null
 
   # ---- the disk, with Flatcar's partition numbers ----
   local disk=$work/disk.img

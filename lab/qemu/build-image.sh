@@ -59,9 +59,14 @@ packages=(
   libext2fs2 libcom-err2 libblkid1 libuuid1 libsmartcols1
   libaudit1 libselinux1 libsemanage2 libcap-ng0 libpcre2-8-0 libsepol2 libbz2-1.0
 )
+# One apt-cache call for all (each call reads the whole package cache: seconds apiece).
+declare -A candidate=()
+while read -r p v; do candidate[$p]=$v; done < <(
+  apt-cache policy "${packages[@]}" 2>/dev/null |
+    awk '/^[^ ].*:$/ {p = substr($1, 1, length($1) - 1)} /Candidate:/ {print p, $2}')
 pinned=()
 for p in "${packages[@]}"; do
-  v=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')
+  v=${candidate[$p]:-}
   if [ -z "$v" ] || [ "$v" = "(none)" ]; then
     echo "build-image: apt has no candidate for $p; run apt-get update" >&2; exit 1
   fi
@@ -92,7 +97,7 @@ for pv in "${pinned[@]}"; do
   p=${pv%%=*}; v=${pv#*=}
   file_v=${v//:/%3a}
   if ! ls "$debs/${p}_${file_v}_"*.deb >/dev/null 2>&1; then
-    (cd "$debs" && apt-get download -q "$p=$v" >&2) || {
+    (cd "$debs" && apt-get download -qq "$p=$v" >&2) || {
       echo "build-image: apt-get download $p=$v failed (stale apt lists? run apt-get update)" >&2; exit 1; }
   fi
 done
