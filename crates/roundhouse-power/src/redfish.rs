@@ -5,7 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use roundhouse_config::RedfishAuth;
 use serde_json::{Value, json};
 
@@ -41,7 +47,7 @@ pub struct RedfishConfig {
 pub struct RedfishBmc {
     cfg: RedfishConfig,
     name: String,
-    http: reqwest::Client,
+    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// Credentials for one call.
@@ -60,21 +66,33 @@ struct Conn {
 }
 
 const MAX_BODY_IN_ERRORS: usize = 600;
+/// Largest answer read from a BMC; Redfish resources are a few KiB.
+const MAX_BODY: usize = 4 << 20;
+
+/// Why a request got no HTTP answer.
+enum SendError {
+    /// Nothing within the request timeout.
+    Timeout,
+    /// The connection (TCP or TLS) could not be made.
+    Connect(String),
+    /// Anything else.
+    Other(String),
+}
 
 impl RedfishBmc {
     /// A driver for this service; nothing is sent until a call.
     pub fn new(cfg: RedfishConfig) -> Result<Self, PowerError> {
         let name = format!("node {}: redfish {}", cfg.node, cfg.endpoint);
         let tls = tls_config(&cfg, &name)?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(cfg.limits.request_timeout)
-            .timeout(cfg.limits.request_timeout)
-            .build()
-            .map_err(|e| PowerError::Protocol {
-                bmc: name.clone(),
-                detail: format!("building the HTTP client: {e}"),
-            })?;
+        let mut plain = HttpConnector::new();
+        plain.enforce_http(false);
+        plain.set_connect_timeout(Some(cfg.limits.request_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(plain);
+        let http = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
         Ok(RedfishBmc { cfg, name, http })
     }
 
@@ -97,31 +115,15 @@ impl RedfishBmc {
         body: Option<&Value>,
         if_match: Option<&str>,
         what: &str,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), PowerError> {
+    ) -> Result<(StatusCode, HeaderMap, Value), PowerError> {
         let start = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut rb = self
-                .http
-                .request(method.clone(), self.url(path))
-                .header("Accept", "application/json");
-            rb = match auth {
-                Auth::Basic => rb.basic_auth(&self.cfg.username, Some(self.cfg.password.expose())),
-                Auth::Token { token, .. } => rb.header("X-Auth-Token", token),
-            };
-            if let Some(b) = body {
-                rb = rb.json(b);
-            }
-            if let Some(tag) = if_match {
-                rb = rb.header("If-Match", tag);
-            }
             let retry_allowed = attempt <= self.cfg.limits.retries;
-            match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let bytes = resp.bytes().await.unwrap_or_default();
+            let req = self.build(auth, &method, path, body, if_match)?;
+            match self.send(req).await {
+                Ok((status, headers, bytes)) => {
                     if status.is_success() {
                         let v = if bytes.is_empty() {
                             Value::Null
@@ -143,7 +145,11 @@ impl RedfishBmc {
                     return Err(err);
                 }
                 Err(e) => {
-                    let chain = error_chain(&e);
+                    let (transient, chain) = match &e {
+                        SendError::Timeout => (method != Method::POST, "no answer".to_string()),
+                        SendError::Connect(c) => (true, c.clone()),
+                        SendError::Other(c) => (false, c.clone()),
+                    };
                     // A certificate problem will not go away by asking again.
                     if chain.contains("certificate") {
                         return Err(PowerError::Protocol {
@@ -153,27 +159,103 @@ impl RedfishBmc {
                             ),
                         });
                     }
-                    let transient = e.is_connect() || (e.is_timeout() && method != Method::POST);
                     if transient && retry_allowed {
                         tokio::time::sleep(backoff(attempt)).await;
                         continue;
                     }
-                    if e.is_timeout() || e.is_connect() {
-                        return Err(PowerError::Timeout {
+                    if matches!(e, SendError::Other(_)) {
+                        return Err(PowerError::Protocol {
                             bmc: self.name.clone(),
-                            what: what.to_string(),
-                            after: start.elapsed(),
-                            attempts: attempt,
-                            detail: format!("; last: {chain}"),
+                            detail: format!("{what}: {chain}"),
                         });
                     }
-                    return Err(PowerError::Protocol {
+                    return Err(PowerError::Timeout {
                         bmc: self.name.clone(),
-                        detail: format!("{what}: {chain}"),
+                        what: what.to_string(),
+                        after: start.elapsed(),
+                        attempts: attempt,
+                        detail: format!("; last: {chain}"),
                     });
                 }
             }
         }
+    }
+
+    fn build(
+        &self,
+        auth: &Auth,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, PowerError> {
+        let url = self.url(path);
+        let bad = |detail: String| PowerError::Protocol {
+            bmc: self.name.clone(),
+            detail,
+        };
+        let mut b = Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(header::ACCEPT, "application/json")
+            .header("OData-Version", "4.0");
+        b = match auth {
+            Auth::Basic => {
+                let pair = format!("{}:{}", self.cfg.username, self.cfg.password.expose());
+                let mut v = HeaderValue::from_str(&format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+                .map_err(|_| bad("the user name or password cannot go in an HTTP header".into()))?;
+                v.set_sensitive(true);
+                b.header(header::AUTHORIZATION, v)
+            }
+            Auth::Token { token, .. } => {
+                let mut v = HeaderValue::from_str(token)
+                    .map_err(|_| bad("the BMC's session token is not a valid header".into()))?;
+                v.set_sensitive(true);
+                b.header("X-Auth-Token", v)
+            }
+        };
+        if let Some(tag) = if_match {
+            b = b.header(header::IF_MATCH, tag);
+        }
+        let bytes = match body {
+            Some(v) => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        b.body(Full::new(bytes))
+            .map_err(|e| bad(format!("a request to {url:?} cannot be built: {e}")))
+    }
+
+    /// Sends one request and reads the whole (size-capped) answer within the request timeout.
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), SendError> {
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                let chain = error_chain(&e);
+                if e.is_connect() {
+                    SendError::Connect(chain)
+                } else {
+                    SendError::Other(chain)
+                }
+            })?;
+            let (parts, body) = resp.into_parts();
+            let bytes = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| SendError::Other(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok((parts.status, parts.headers, bytes))
+        };
+        tokio::time::timeout(self.cfg.limits.request_timeout, exchange)
+            .await
+            .map_err(|_| SendError::Timeout)?
     }
 
     async fn get(&self, c: &Conn, path: &str, what: &str) -> Result<Value, PowerError> {
@@ -532,7 +614,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250u64 << attempt.min(5))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
