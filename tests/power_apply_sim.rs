@@ -3,6 +3,8 @@
 //! The machine must be installed by PXE exactly once, and end with disk as its persistent boot
 //! device (the default `persistent_boot = "disk"`), so it can never loop into the installer.
 
+// This test uses a small part of the shared harness.
+#[allow(dead_code)]
 mod sim;
 
 use roundhouse_sim::BootDevice;
