@@ -196,7 +196,7 @@ fn render_with(
     let mut warnings = Vec::new();
 
     let mut final_config = base_final_config(cluster, node, &options.keys);
-    for config in &shared.final_configs {
+    if let Some(config) = &shared.final_merged {
         final_config = snippets::merge(&final_config, config);
     }
     for config in snippets::translate_all(&node.snippets, cluster, options, &mut warnings)? {
@@ -204,7 +204,7 @@ fn render_with(
     }
 
     let mut installer_config = installer::base_config(cluster, node);
-    for config in &shared.installer_configs {
+    if let Some(config) = &shared.installer_merged {
         installer_config = snippets::merge(&installer_config, config);
     }
     for config in
@@ -374,6 +374,57 @@ impl RenderedNode {
                 "installed": self.node_profile,
                 "groups": [self.install_group, self.node_group],
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Merging the cluster-wide snippets into each node one at a time, as Ignition defines it.
+    fn sequential(cluster: &Cluster, node: &Node, options: &RenderOptions) -> (Value, Value) {
+        let mut warnings = Vec::new();
+        let mut translate = |s: &[roundhouse_config::Snippet]| {
+            snippets::translate_all(s, cluster, options, &mut warnings).unwrap()
+        };
+        let mut fin = base_final_config(cluster, node, &options.keys);
+        for c in [translate(&cluster.snippets), translate(&node.snippets)].concat() {
+            fin = snippets::merge(&fin, &c);
+        }
+        let mut inst = installer::base_config(cluster, node);
+        for c in [
+            translate(&cluster.installer_snippets),
+            translate(&node.installer_snippets),
+        ]
+        .concat()
+        {
+            inst = snippets::merge(&inst, &c);
+        }
+        (fin, inst)
+    }
+
+    // The example cluster: two cluster-wide final snippets, an installer snippet, node
+    // snippets that touch the same files and units as the cluster-wide ones.
+    #[test]
+    fn premerged_cluster_snippets_give_the_same_configs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/mercury/cluster.hcl");
+        let cluster = roundhouse_config::load(
+            &path,
+            &roundhouse_config::LoadOptions {
+                env: Some(Vec::new()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let options = RenderOptions::default();
+        let rendered = render_cluster(&cluster, &options).unwrap();
+        assert!(!rendered.nodes.is_empty());
+        for (node, got) in cluster.nodes.iter().zip(&rendered.nodes) {
+            let (fin, inst) = sequential(&cluster, node, &options);
+            assert_eq!(got.final_config, fin, "{}", node.name);
+            assert_eq!(got.installer_config, inst, "{}", node.name);
         }
     }
 }

@@ -10,9 +10,19 @@ use crate::RenderOptions;
 
 /// Cluster-wide snippets, translated once per render rather than once per node.
 pub struct SharedSnippets {
-    pub final_configs: Vec<Value>,
-    pub installer_configs: Vec<Value>,
+    /// The cluster-wide final snippets merged into one config, once per render: Ignition's
+    /// merge is associative, so merging this into a node's base gives the same config as
+    /// merging each snippet in turn, with one merge per node instead of one per snippet.
+    pub final_merged: Option<Value>,
+    /// The cluster-wide installer snippets, merged the same way.
+    pub installer_merged: Option<Value>,
     pub warnings: Vec<Diagnostic>,
+}
+
+/// The configs merged in order into one, or `None` when there are none.
+fn merge_all(configs: &[Value]) -> Option<Value> {
+    let (first, rest) = configs.split_first()?;
+    Some(rest.iter().fold(first.clone(), |acc, c| merge(&acc, c)))
 }
 
 impl SharedSnippets {
@@ -23,8 +33,8 @@ impl SharedSnippets {
             translate_all(&cluster.installer_snippets, cluster, options, &mut warnings);
         match (final_configs, installer_configs) {
             (Ok(final_configs), Ok(installer_configs)) => Ok(SharedSnippets {
-                final_configs,
-                installer_configs,
+                final_merged: merge_all(&final_configs),
+                installer_merged: merge_all(&installer_configs),
                 warnings,
             }),
             (Err(a), Err(b)) => Err(Diagnostics([a.0, b.0].concat())),
