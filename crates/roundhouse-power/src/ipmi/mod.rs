@@ -79,14 +79,13 @@ impl IpmiBmc {
             .await
     }
 
+    /// Sends Chassis Control; done once the BMC acknowledged it.
     async fn control(&self, action: PowerAction) -> Result<(), PowerError> {
-        let (code, wanted) = match action {
-            PowerAction::On => (0x01, PowerState::On),
-            PowerAction::Off => (0x00, PowerState::Off),
-            PowerAction::Cycle => (0x02, PowerState::On),
+        let code = match action {
+            PowerAction::On => 0x01,
+            PowerAction::Off => 0x00,
+            PowerAction::Cycle => 0x02,
         };
-        let name = &self.name;
-        let limits = self.cfg.limits;
         self.with_session(async |s| {
             s.command(
                 NETFN_CHASSIS,
@@ -94,26 +93,38 @@ impl IpmiBmc {
                 &[code],
                 &format!("Chassis Control ({action})"),
             )
-            .await?;
-            // BMCs acknowledge before the power changes: poll until it shows, with a deadline.
-            let start = Instant::now();
-            loop {
-                let seen = read_power(s, name).await?;
-                if seen == wanted {
-                    return Ok(());
-                }
-                if start.elapsed() >= limits.settle {
-                    return Err(PowerError::NotReached {
-                        bmc: name.clone(),
-                        wanted: wanted.to_string(),
-                        seen: seen.to_string(),
-                        after: start.elapsed(),
-                    });
-                }
-                tokio::time::sleep(limits.poll).await;
-            }
+            .await
+            .map(drop)
         })
         .await
+    }
+
+    /// Switches power and waits until the power state shows it: BMCs acknowledge before the
+    /// power changes. Only the request is retried, never after its acknowledgement, which
+    /// would switch the power twice.
+    async fn switch(&self, action: PowerAction) -> Result<(), PowerError> {
+        let limits = self.cfg.limits;
+        retried(limits, || self.control(action)).await?;
+        let wanted = match action {
+            PowerAction::Off => PowerState::Off,
+            PowerAction::On | PowerAction::Cycle => PowerState::On,
+        };
+        let start = Instant::now();
+        loop {
+            let seen = retried(limits, || self.status()).await?;
+            if seen == wanted {
+                return Ok(());
+            }
+            if start.elapsed() >= limits.settle {
+                return Err(PowerError::NotReached {
+                    bmc: self.name.clone(),
+                    wanted: wanted.to_string(),
+                    seen: seen.to_string(),
+                    after: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(limits.poll).await;
+        }
     }
 
     async fn boot(&self, boot: BootOverride) -> Result<(), PowerError> {
@@ -253,7 +264,7 @@ impl Bmc for IpmiBmc {
     }
 
     fn power(&self, action: PowerAction) -> BoxFuture<'_, ()> {
-        Box::pin(async move { retried(self.cfg.limits, || self.control(action)).await })
+        Box::pin(self.switch(action))
     }
 
     fn set_boot(&self, boot: BootOverride) -> BoxFuture<'_, ()> {
