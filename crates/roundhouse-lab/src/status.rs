@@ -145,7 +145,7 @@ pub fn short(d: &str) -> &str {
 /// The table `lab status` prints.
 pub fn table(rows: &[MachineStatus]) -> String {
     let mut s = format!(
-        "{:<14} {:<10} {:<5} {:<13} {:<16} {:<28} {:<21} RUNS\n",
+        "{:<14} {:<10} {:<5} {:<8} {:<26} {:<28} {:<16} RUNS\n",
         "MACHINE", "ROLE", "POWER", "PHASE", "BOOT", "DISK", "SSH"
     );
     for r in rows {
@@ -156,7 +156,7 @@ pub fn table(rows: &[MachineStatus]) -> String {
             (Some(os), None, None) => os.clone(),
         };
         s.push_str(&format!(
-            "{:<14} {:<10} {:<5} {:<13} {:<16} {:<28} {:<21} {runs}\n",
+            "{:<14} {:<10} {:<5} {:<8} {:<26} {:<28} {:<16} {runs}\n",
             r.name,
             r.role,
             r.power,
