@@ -62,6 +62,9 @@ chmod 755 "$work/power.sh"
 
 # Peak RSS (VmHWM) of a running process, in MiB.
 hwm() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+# CPU seconds (user + system) of a running process and its waited-for children (the
+# simulator's machine shells), so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
 
 # Starts a boot server and a fleet of $2 machines in $1, writes $1/cluster.hcl.
 start_lab() {
@@ -135,15 +138,18 @@ run_apply() {
   local dir="$1" phase="$2"
   local start end
   start=$(date +%s.%N)
-  (cd "$dir" && /usr/bin/time -f "%M" -o "$dir/apply-$phase.rss" "$bin" apply cluster.hcl --yes \
+  (cd "$dir" && /usr/bin/time -f "%U %S %M" -o "$dir/apply-$phase.rss" "$bin" apply cluster.hcl --yes \
     --max-parallel "$parallel" --poll-initial "$poll_initial" --poll-max "$poll_max" \
     --pxe-timeout 3600 --in-place-timeout 3600 --reach-timeout 600 --connect-timeout 10 \
     2>"$dir/apply-$phase.log") || true
   end=$(date +%s.%N)
   local summary
   summary=$(grep '^apply: ' "$dir/apply-$phase.log" | tail -1 || true)
-  printf '%.1f %.0f %s\n' "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" \
-    "$(($(tail -1 "$dir/apply-$phase.rss") / 1024))" "${summary:-no summary: see $dir/apply-$phase.log}"
+  local usage
+  usage=$(tail -1 "$dir/apply-$phase.rss")
+  printf '%.1f %.0f %.1f %s\n' "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" \
+    "$(echo "$usage" | awk '{ print $3 / 1024 }')" "$(echo "$usage" | awk '{ print $1 + $2 }')" \
+    "${summary:-no summary: see $dir/apply-$phase.log}"
 }
 
 echo "calibrating: the same phases on one machine" >&2
@@ -160,19 +166,25 @@ echo "load before the fleet run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "fleet of $n machines, max_parallel $parallel, time factor $factor" >&2
 start_lab "$work/fleet" "$n"
 pxe=$(run_apply "$work/fleet" pxe)
+sim_cpu_pxe=$(cpu "$sim_pid")
+serve_cpu_pxe=$(cpu "$serve_pid")
 write_snippet "$work/fleet" 2
 inplace=$(run_apply "$work/fleet" inplace)
 serve_rss=$(hwm "$serve_pid")
 sim_rss=$(hwm "$sim_pid")
+sim_cpu=$(cpu "$sim_pid")
+serve_cpu=$(cpu "$serve_pid")
 waves=$(( (n + parallel - 1) / parallel ))
 
 ideal() { awk -v w="$waves" -v t="$1" 'BEGIN { print w * t }'; }
 printf '\n%s machines, max_parallel %s, time factor %s, %s wave(s) of at most %s\n' "$n" "$parallel" "$factor" "$waves" "$parallel"
-printf '%-22s %10s %14s %10s %12s  %s\n' phase "one node" "ideal" measured "apply RSS" result
+printf '%-22s %9s %9s %9s %10s %8s  %s\n' phase "one node" ideal measured "apply RSS" "apply CPU" result
 for phase in pxe inplace; do
   if [ $phase = pxe ]; then row=$pxe; one=$t_pxe; name="PXE install"; else row=$inplace; one=$t_inplace; name="in-place re-provision"; fi
-  read -r secs rss summary <<<"$row"
-  printf '%-22s %9.1fs %13.1fs %9.1fs %9s MiB  %s\n' "$name" "$one" "$(ideal "$one")" "$secs" "$rss" "$summary"
+  read -r secs rss cpus summary <<<"$row"
+  printf '%-22s %8.1fs %8.1fs %8.1fs %6s MiB %8ss  %s\n' "$name" "$one" "$(ideal "$one")" "$secs" "$rss" "$cpus" "$summary"
 done
 printf 'peak RSS: boot server %s MiB, simulator %s MiB\n' "$serve_rss" "$sim_rss"
+printf 'CPU seconds (PXE phase / both phases): simulator with its machines'"'"' shells %s / %s, boot server %s / %s\n' \
+  "$sim_cpu_pxe" "$sim_cpu" "$serve_cpu_pxe" "$serve_cpu"
 printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
