@@ -52,6 +52,9 @@ pub struct RedfishBmc {
 
 /// Credentials for one call.
 enum Auth {
+    /// The service root, which the Redfish spec requires to answer without credentials:
+    /// nothing secret is sent before it is known how the service wants them.
+    None,
     Basic,
     Token {
         token: String,
@@ -200,6 +203,7 @@ impl RedfishBmc {
             .header(header::ACCEPT, "application/json")
             .header("OData-Version", "4.0");
         b = match auth {
+            Auth::None => b,
             Auth::Basic => {
                 let pair = format!("{}:{}", self.cfg.username, self.cfg.password.expose());
                 let mut v = HeaderValue::from_str(&format!(
@@ -267,10 +271,9 @@ impl RedfishBmc {
 
     /// Logs in (when sessions are used) and finds the system.
     async fn connect(&self) -> Result<Conn, PowerError> {
-        let basic = Auth::Basic;
         let root = self
             .request(
-                &basic,
+                &Auth::None,
                 Method::GET,
                 "/redfish/v1/",
                 None,
