@@ -21,7 +21,6 @@ pub fn run(spec_path: &Path) -> Result<(), LabError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
-    crate::ensure_tls_provider();
     let text = std::fs::read_to_string(spec_path).map_err(LabError::io(spec_path))?;
     let spec = FleetSpec::parse(&text).map_err(|e| LabError::Other(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -17,14 +17,6 @@ pub mod procs;
 pub mod status;
 pub mod up;
 
-/// Makes ring the process's TLS provider. roundhouse-power builds reqwest with
-/// `rustls-no-provider`; cargo unifies that feature into every reqwest client of the binary,
-/// including the simulator's and the lab's, whose `build()` panics without a process default.
-pub fn ensure_tls_provider() {
-    // Err means one is installed already, which is just as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 pub use cluster::PowerMode;
 pub use error::{EXIT_PREREQUISITES, LabError};
 pub use layout::{LabDir, LabMachine, LabState};

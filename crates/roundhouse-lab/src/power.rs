@@ -135,7 +135,6 @@ pub fn power(dir: &std::path::Path, node: &str, action: PowerAction) -> Result<S
         .map_err(LabError::io(lab.bmc_password_file()))?
         .trim()
         .to_string();
-    crate::ensure_tls_provider();
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| LabError::Other(format!("HTTP client: {e}")))?;

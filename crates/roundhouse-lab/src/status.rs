@@ -111,7 +111,6 @@ pub fn bare_hex(sha: &str) -> &str {
 }
 
 fn fetch_table(control: &str) -> Result<Vec<serde_json::Value>, LabError> {
-    crate::ensure_tls_provider();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
