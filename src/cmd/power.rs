@@ -29,6 +29,7 @@ use crate::exit::{Exit, USAGE};
 ///   roundhouse power cluster.hcl worker-3 status
 ///   roundhouse power cluster.hcl worker-3 pxe
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct PowerArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
