@@ -385,3 +385,61 @@ fn demo_runs_the_scenario_and_verifies_every_node() {
     );
     assert!(mounts_in(&lab.dir).is_empty(), "{:?}", mounts_in(&lab.dir));
 }
+
+#[test]
+fn a_simulator_that_cannot_start_takes_the_boot_server_down_with_it() {
+    let lab = LabDirGuard::new();
+    let up = |lab: &LabDirGuard| {
+        run(&[
+            "lab",
+            "up",
+            "--dir",
+            lab.arg(),
+            "--controllers",
+            "1",
+            "--workers",
+            "0",
+        ])
+    };
+    let first = up(&lab);
+    assert!(first.status.success(), "{}", text(&first));
+    let down = run(&["lab", "down", "--dir", lab.arg()]);
+    assert!(down.status.success(), "{}", text(&down));
+    // The simulator's state directory becomes a file: the fleet cannot start.
+    let sim = lab.dir.join("sim");
+    std::fs::remove_dir_all(&sim).unwrap();
+    std::fs::write(&sim, "not a directory").unwrap();
+    let second = up(&lab);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("simulator"), "{err}");
+    assert!(
+        err.contains("last lines of"),
+        "the error shows the log's tail: {err}"
+    );
+    assert!(
+        processes_in(&lab.dir).is_empty(),
+        "the boot server was stopped again: {:?}",
+        processes_in(&lab.dir)
+    );
+    assert!(mounts_in(&lab.dir).is_empty(), "{:?}", mounts_in(&lab.dir));
+}
+
+#[test]
+fn the_demo_refuses_a_directory_that_is_not_a_previous_demo() {
+    let lab = LabDirGuard::new();
+    std::fs::create_dir_all(&lab.dir).unwrap();
+    std::fs::write(lab.dir.join("notes.txt"), "mine").unwrap();
+    let out = run(&["lab", "demo", "--dir", lab.arg()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a previous demo's directory"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(processes_in(&lab.dir).is_empty());
+}
