@@ -241,6 +241,54 @@ fn up_status_power_down_and_restart() {
         assert_eq!(r["installs"], 1, "{r}");
     }
 
+    // Faults on demand: ssh-refused closes the installed OS's sshd at once.
+    let worker2 = machines.iter().find(|m| m["name"] == "worker-2").unwrap();
+    let ssh_addr = format!(
+        "{}:{}",
+        worker2["address"].as_str().unwrap(),
+        worker2["ssh_port"]
+    );
+    assert!(
+        std::net::TcpStream::connect(&ssh_addr).is_ok(),
+        "sshd answers on {ssh_addr}"
+    );
+    let fault = run(&[
+        "lab",
+        "fault",
+        "--dir",
+        lab.arg(),
+        "worker-2",
+        "ssh-refused",
+    ]);
+    assert!(fault.status.success(), "{}", text(&fault));
+    assert_eq!(
+        row(&status_json(&lab), "worker-2")["faults"],
+        serde_json::json!(["ssh-refused"])
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(&ssh_addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sshd still answers"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let clear = run(&["lab", "fault", "--dir", lab.arg(), "worker-2", "none"]);
+    assert!(clear.status.success(), "{}", text(&clear));
+    assert_eq!(
+        row(&status_json(&lab), "worker-2")["faults"],
+        serde_json::json!([])
+    );
+    let bad = run(&[
+        "lab",
+        "fault",
+        "--dir",
+        lab.arg(),
+        "worker-2",
+        "disk-on-fire",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+
     let down = run(&["lab", "down", "--dir", lab.arg()]);
     assert!(down.status.success(), "{}", text(&down));
     assert!(

@@ -25,6 +25,7 @@ use crate::exit::Exit;
 ///   roundhouse apply roundhouse-lab/cluster.hcl --yes
 ///   roundhouse lab status
 ///   roundhouse lab power worker-1 cycle
+///   roundhouse lab fault worker-2 installer-fails
 ///   roundhouse lab down --purge
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -92,6 +93,18 @@ pub enum LabCommand {
         node: String,
         /// on, off, cycle, pxe or disk.
         action: PowerAction,
+    },
+    /// Make a machine misbehave: bmc-unreachable, netboot-fails, installer-fails,
+    /// hang-after-reboot, ssh-refused, slow-boot=F (replaces the faults in force; `none`
+    /// clears them). See docs/simulator.md#faults.
+    Fault {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Node name, as in the cluster file.
+        node: String,
+        /// Faults to put in force.
+        #[arg(required = true, value_name = "FAULT")]
+        faults: Vec<String>,
     },
     /// The narrated scenario: provision by PXE, change snippets, plan, apply, status,
     /// re-create a controller, verify every node over SSH. Under a minute.
@@ -178,6 +191,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         }
         LabCommand::Power { dir, node, action } => {
             let line = roundhouse_lab::power::power(&dir.dir, &node, action).map_err(lab_error)?;
+            println!("{line}");
+            Ok(())
+        }
+        LabCommand::Fault { dir, node, faults } => {
+            let line = roundhouse_lab::fault::set(&dir.dir, &node, &faults).map_err(lab_error)?;
             println!("{line}");
             Ok(())
         }

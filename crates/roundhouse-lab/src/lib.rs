@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod demo;
 pub mod error;
+pub mod fault;
 pub mod fleet;
 pub mod layout;
 pub mod power;

@@ -38,6 +38,8 @@ pub struct MachineStatus {
     pub last_error: Option<String>,
     /// Installations (`flatcar-install` runs) since the simulator started.
     pub installs: u64,
+    /// Faults in force (the simulator's names), empty when none.
+    pub faults: Vec<String>,
 }
 
 /// Reads the simulator's machine table and joins it with the lab's nodes.
@@ -88,9 +90,25 @@ pub fn collect(lab: &LabDir, state: &LabState) -> Result<Vec<MachineStatus>, Lab
             ssh: format!("{}:{}", m.address, m.ssh_port),
             last_error: s(&row["last_error"]),
             installs: row["installs"].as_u64().unwrap_or(0),
+            faults: faults_in_force(&row["faults"]),
         });
     }
     Ok(out)
+}
+
+/// The faults whose value is not the default (`true`, or a slow-boot factor above 1).
+fn faults_in_force(v: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in v.as_object().into_iter().flatten() {
+        match v {
+            serde_json::Value::Bool(true) => out.push(k.replace('_', "-")),
+            serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f > 1.0) => {
+                out.push(format!("{}={n}", k.replace('_', "-")))
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `published-configs.json` inverted: SHA-256 of published bytes → config digest.
@@ -164,6 +182,9 @@ pub fn table(rows: &[MachineStatus]) -> String {
             r.disks.join(" "),
             r.ssh,
         ));
+        if !r.faults.is_empty() {
+            s.push_str(&format!("{:<14} faults: {}\n", "", r.faults.join(", ")));
+        }
         if let Some(e) = &r.last_error {
             s.push_str(&format!("{:<14} last error: {e}\n", ""));
         }
