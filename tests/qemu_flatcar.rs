@@ -10,14 +10,16 @@
 //! 2. In-place re-provision of a changed snippet and kernel argument: apply's own SSH path
 //!    (first_boot flag, OEM `grub.cfg`, reboot). The new file is there, a file written on the
 //!    old root is gone, `/proc/cmdline` has the new argument; the VM was never power-cycled.
-//! 3. `recreate` + apply: a blank disk, UEFI iPXE from roundhouse serve, the installer
+//! 3. `recreate` + apply with the node's power switched to IPMI: `lab/qemu/bmc.sh` runs
+//!    OpenIPMI's `ipmi_sim` in front of the VM; apply sets PXE as the next boot device and
+//!    power-cycles the machine; UEFI iPXE from roundhouse serve, the installer
 //!    (Ignition in the PXE initrd, `flatcar-install` from `/assets`, OEM `grub.cfg`,
 //!    pre-reboot commands, reboot), then the first boot from disk.
 //!
 //! After each apply, `roundhouse status` must match what SSH shows.
 //!
 //! Needs the Debian packages installed by `scripts/install-test-deps` (QEMU, OVMF, iPXE, the
-//! image build tools, openssh-client) and apt lists that know the image's packages. The image
+//! image build tools, openssh-client, openipmi) and apt lists that know the image's packages. The image
 //! is cached under `<target>/qemu-lab/image/` by input hash. The host's first non-loopback
 //! IPv4 address must be reachable from QEMU's user network (it is, via NAT), or set
 //! `ROUNDHOUSE_QEMU_HOST_IP`. Serial consoles are kept under `<target>/qemu-lab/last-run/`.
@@ -93,6 +95,13 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback UDP port")
+}
+
 fn text(o: &Output) -> String {
     format!(
         "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -121,6 +130,7 @@ fn build_image() -> PathBuf {
         ("depmod", "kmod"),
         ("qemu-system-x86_64", "qemu-system-x86"),
         ("ssh", "openssh-client"),
+        ("ipmi_sim", "openipmi"),
     ] {
         require(tool, package);
     }
@@ -148,24 +158,17 @@ fn build_image() -> PathBuf {
     out
 }
 
-/// The power command: writes the image (mode `image`) or a blank disk (mode `pxe`) and powers
-/// the VM on with lab/qemu/run-vm.sh. Logs each call to power.log.
+/// The power command (phases 1 and 2): writes the image and the OEM `grub.cfg` an installer
+/// would write, and powers the VM on with lab/qemu/run-vm.sh. Logs each call to power.log.
 const POWER_SH: &str = r#"#!/bin/sh
 set -eu
 lab=$(dirname "$asset_dir")
 vm="$lab/vm-$name"
-mode=$(cat "$lab/install-mode")
-echo "$(date +%s) $name $mac $mode" >> "$lab/power.log"
+echo "$(date +%s) $name $mac" >> "$lab/power.log"
 mkdir -p "$vm"
-if [ "$mode" = image ]; then
-  cp --sparse=always "$IMAGE/disk.img" "$vm/disk.img"
-  "$LABQEMU/set-oem-grub.sh" "$vm/disk.img" "$lab/oem-$name.cfg"
-  exec "$LABQEMU/run-vm.sh" --dir "$vm" --disk "$vm/disk.img" --mac "$mac" --ssh-port "$SSH_PORT"
-fi
-rm -f "$vm/disk.img"
-truncate -s 1G "$vm/disk.img"
-exec "$LABQEMU/run-vm.sh" --dir "$vm" --disk "$vm/disk.img" --mac "$mac" --ssh-port "$SSH_PORT" \
-  --pxe "$BOOT/boot.ipxe"
+cp --sparse=always "$IMAGE/disk.img" "$vm/disk.img"
+"$LABQEMU/set-oem-grub.sh" "$vm/disk.img" "$lab/oem-$name.cfg"
+exec "$LABQEMU/run-vm.sh" --dir "$vm" --disk "$vm/disk.img" --mac "$mac" --ssh-port "$SSH_PORT"
 "#;
 
 struct Lab {
@@ -174,11 +177,21 @@ struct Lab {
     boot: String,
     ssh_port: u16,
     generation: u32,
+    /// UDP port of the machine's BMC (ipmi_sim), used from phase 3 on.
+    bmc_port: u16,
+    ipmi: bool,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         // Power the machine off; keep its consoles for whoever reads a failure.
+        if self.dir.join("bmc/ipmi_sim.pid").exists() {
+            let _ = Command::new("bash")
+                .arg(repo().join("lab/qemu/bmc.sh"))
+                .arg("stop")
+                .arg(self.dir.join("bmc"))
+                .status();
+        }
         let vm = self.dir.join("vm-w1");
         if let Ok(pid) = std::fs::read_to_string(vm.join("qemu.pid")) {
             let _ = Command::new("kill").arg(pid.trim()).status();
@@ -193,6 +206,13 @@ impl Lab {
         let dir = lab_cache().join("last-run");
         if dir.exists() {
             // A previous run's machine may still be on (a killed test): power it off first.
+            if dir.join("bmc/ipmi_sim.pid").exists() {
+                let _ = Command::new("bash")
+                    .arg(repo().join("lab/qemu/bmc.sh"))
+                    .arg("stop")
+                    .arg(dir.join("bmc"))
+                    .status();
+            }
             if let Ok(pid) = std::fs::read_to_string(dir.join("vm-w1/qemu.pid")) {
                 let _ = Command::new("kill").arg(pid.trim()).status();
             }
@@ -251,7 +271,7 @@ impl Lab {
         let ssh_port = free_port();
         let power = dir.join("power.sh");
         let script = format!(
-            "#!/bin/sh\nIMAGE='{}'\nLABQEMU='{}'\nSSH_PORT={ssh_port}\nBOOT='{boot}'\n{}",
+            "#!/bin/sh\nIMAGE='{}'\nLABQEMU='{}'\nSSH_PORT={ssh_port}\n{}",
             image.display(),
             repo().join("lab/qemu").display(),
             POWER_SH.trim_start_matches("#!/bin/sh\n")
@@ -266,6 +286,8 @@ impl Lab {
             boot,
             ssh_port,
             generation: 1,
+            bmc_port: free_udp_port(),
+            ipmi: false,
         };
         lab.write_cluster();
         lab
@@ -294,7 +316,7 @@ node "w1" {{
   mac      = "{MAC}"
   domain   = "127.0.0.1"
   ssh_port = {port}
-  snippets = [
+{power_block}  snippets = [
     <<-EOT
     variant: flatcar
     version: 1.0.0
@@ -312,6 +334,15 @@ node "w1" {{
             boot = self.boot,
             power = self.dir.join("power.sh").display(),
             port = self.ssh_port,
+            power_block = if self.ipmi {
+                format!(
+                    "  power {{\n    driver = \"ipmi\"\n    address = \"127.0.0.1\"\n    port = {}\n    \
+                     username = \"admin\"\n    password_file = \"bmc-password\"\n  }}\n",
+                    self.bmc_port
+                )
+            } else {
+                String::new()
+            },
         );
         std::fs::write(self.dir.join("cluster.hcl"), cluster).expect("write cluster.hcl");
         // What an installer writes into the OEM grub.cfg (used by the image install mode).
@@ -321,10 +352,6 @@ node "w1" {{
             self.boot
         );
         std::fs::write(self.dir.join("oem-w1.cfg"), oem).expect("write oem-w1.cfg");
-    }
-
-    fn set_mode(&self, mode: &str) {
-        std::fs::write(self.dir.join("install-mode"), mode).expect("write install-mode");
     }
 
     fn roundhouse(&self, args: &[&str]) -> Output {
@@ -376,6 +403,60 @@ node "w1" {{
         std::fs::read(self.vm_dir().join("serial.log"))
             .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
             .unwrap_or_default()
+    }
+
+    /// How many earlier consoles run-vm.sh has kept (serial.log.1 … .N).
+    fn rotated_consoles(&self) -> usize {
+        (1..)
+            .take_while(|n| self.vm_dir().join(format!("serial.log.{n}")).exists())
+            .count()
+    }
+
+    /// Every console after the first `skip` kept ones, and the current one, in order.
+    fn consoles_since(&self, skip: usize) -> String {
+        let mut all = String::new();
+        for n in skip + 1..=self.rotated_consoles() {
+            if let Ok(b) = std::fs::read(self.vm_dir().join(format!("serial.log.{n}"))) {
+                all.push_str(&String::from_utf8_lossy(&b).replace('\r', ""));
+            }
+        }
+        all.push_str(&self.serial());
+        all
+    }
+
+    /// Starts the machine's BMC and switches the node's power to IPMI.
+    fn start_bmc(&mut self) {
+        std::fs::write(self.dir.join("bmc-password"), "lab-secret\n").expect("write bmc-password");
+        let out = Command::new("bash")
+            .arg(repo().join("lab/qemu/bmc.sh"))
+            .arg("start")
+            .arg(self.dir.join("bmc"))
+            .arg(self.bmc_port.to_string())
+            .args(["admin", "lab-secret", "--"])
+            .arg("--dir")
+            .arg(self.vm_dir())
+            .arg("--disk")
+            .arg(self.vm_dir().join("disk.img"))
+            .args(["--mac", MAC, "--ssh-port", &self.ssh_port.to_string()])
+            .arg("--pxe")
+            .arg(format!("{}/boot.ipxe", self.boot))
+            .output()
+            .expect("run lab/qemu/bmc.sh start");
+        assert!(out.status.success(), "bmc.sh start: {}", text(&out));
+        // ipmi_sim answers once it has read its configuration: ask it like apply will.
+        let ready = (0..50).any(|_| {
+            let st = self.roundhouse(&["power", "cluster.hcl", "w1", "status"]);
+            if st.status.success() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            false
+        });
+        assert!(ready, "the BMC did not answer `roundhouse power … status`");
+    }
+
+    fn bmc_calls(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bmc/calls")).unwrap_or_default()
     }
 
     fn serial_tail(&self) -> String {
@@ -499,7 +580,6 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
     let mut lab = Lab::new(&image);
 
     // 1. First install: the image written to the disk, first boot with Ignition.
-    lab.set_mode("image");
     let t1 = lab.apply("install from the image");
     assert_eq!(lab.power_calls(), 1, "the power command ran once");
     let serial = lab.serial();
@@ -566,18 +646,40 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
         lab.serial_tail()
     );
 
-    // 3. Recreate by PXE: blank disk, iPXE, installer, first boot.
+    // 3. Recreate by PXE over IPMI: the BMC power-cycles the running machine with PXE as the
+    //    next boot device; iPXE, the installer, its reboot, the first boot from disk.
     lab.ssh_ok("sudo touch /etc/old-root-marker");
-    lab.set_mode("pxe");
+    lab.ipmi = true;
+    lab.write_cluster();
+    lab.start_bmc();
+    // The current console (boots of phases 1 and 2) is kept as the next serial.log.N when the
+    // BMC powers the machine on: skip it too.
+    let skip = lab.rotated_consoles() + 1;
     let r = lab.roundhouse(&["recreate", "cluster.hcl", "w1"]);
     assert!(r.status.success(), "recreate: {}", text(&r));
-    let t3 = lab.apply("recreate by PXE");
+    let t3 = lab.apply("recreate by PXE over IPMI");
     assert_eq!(
         lab.power_calls(),
-        2,
-        "the power command ran for the PXE install"
+        1,
+        "the power command is not used with IPMI"
     );
-    let serial = lab.serial();
+    let calls = lab.bmc_calls();
+    let sets: Vec<&str> = calls
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, c)| c))
+        .filter(|c| c.starts_with("set "))
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            "set boot pxe",
+            "set power 0",
+            "set power 1",
+            "set boot default"
+        ],
+        "recreate: BMC calls\n{calls}"
+    );
+    let serial = lab.consoles_since(skip);
     for marker in [
         "lab-init: PXE boot",
         "lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (pxe)",
@@ -587,7 +689,7 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
     ] {
         assert!(
             serial.contains(marker),
-            "recreate: `{marker}` missing from the console\n{}",
+            "recreate: `{marker}` missing from the consoles\n{}",
             lab.serial_tail()
         );
     }

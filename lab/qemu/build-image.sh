@@ -11,7 +11,7 @@
 #                                              does not care about the name)
 #   input-hash                                 what the outputs were built from (see below)
 #
-# The build is cached: the input hash covers this directory's scripts, the guest helper's
+# The build is cached: the input hash covers this script, assemble.sh, files/, the guest helper's
 # sources and the exact versions of every Debian package used. When OUT_DIR/input-hash
 # matches, nothing is done. Downloaded packages are kept in $ROUNDHOUSE_LAB_DEBS
 # (default OUT_DIR/debs) so a rebuild after a script change does not download again.
@@ -76,7 +76,10 @@ done
 hash=$(
   {
     printf '%s\n' "${pinned[@]}"
-    for f in "$here"/*.sh "$here"/files/*; do printf '%s\n' "$f"; cat "$f"; done
+    # Only what goes into the image: run-vm.sh, bmc.sh and set-oem-grub.sh do not.
+    for f in "$here/build-image.sh" "$here/assemble.sh" "$here"/files/*; do
+      printf '%s\n' "${f#"$here"/}"; cat "$f"
+    done
     (cd "$repo" && cat lab/qemu/guest/Cargo.toml lab/qemu/guest/src/*.rs)
   } | sha256sum | cut -c1-32
 )
