@@ -61,11 +61,20 @@ impl Sim {
     /// Starts a simulator; `chassis_control` false leaves the script out (the simulator then
     /// rejects boot-device changes, like a BMC without that feature).
     pub fn start(chassis_control: bool) -> Sim {
+        Sim::start_with(chassis_control.then_some(CHASSIS), |_| {})
+    }
+
+    /// As [`Sim::start`] with `script` as the chassis_control script (`None`: no script);
+    /// `prepare` may put files beside it (in the simulator's directory) before it starts.
+    pub fn start_with(script: Option<&str>, prepare: impl FnOnce(&Path)) -> Sim {
         require("/usr/bin/ipmi_sim", "openipmi");
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
+        let chassis_control = script.is_some();
         let port = free_udp_port();
-        let script = dir.path().join("chassis.sh");
-        std::fs::write(&script, CHASSIS).unwrap();
+        let script_path = dir.path().join("chassis.sh");
+        std::fs::write(&script_path, script.unwrap_or(CHASSIS)).unwrap();
+        let script = script_path;
         let mut perm = std::fs::metadata(&script).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         std::fs::set_permissions(&script, perm).unwrap();
