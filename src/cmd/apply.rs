@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use roundhouse_apply::exec::{Executor, HookSpec, NodeSpec, Progress, Settings};
+use roundhouse_apply::exec::{Executor, HookSpec, NodeSpec, Settings};
 use roundhouse_apply::journal::JournalReader;
 use roundhouse_apply::keys::KeyStore;
 use roundhouse_apply::netboot::NetbootWriter;
@@ -16,8 +16,12 @@ use roundhouse_config::Power;
 use roundhouse_store::{LockError, StateDir, StateStore, now};
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
+
+mod progress;
+
 use crate::cmd::plan::{StateArgs, make_plan, per_operation, prepare};
 use crate::exit::{self, Exit};
+use progress::{BarReporter, JsonReporter, LineReporter, Reporter};
 
 /// Install and re-provision the machines so they run the cluster file's configs.
 ///
@@ -129,12 +133,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
     let store: Arc<dyn StateStore> = Arc::new(state_dir.open_store(per_operation())?);
     let plan = make_plan(&prepared, &store.observed()?)?;
     let json = args.output == OutputFormat::Json;
-    if json {
-        let line = serde_json::json!({ "event": "plan", "plan": plan });
-        println!("{line}");
+    // Live bars only where a person watches; logs and pipes get lines they can grep.
+    let reporter: Arc<dyn Reporter> = if json {
+        Arc::new(JsonReporter::new(Box::new(std::io::stdout())))
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(BarReporter::stderr())
     } else {
-        eprint!("{}", roundhouse_plan::render_table(&plan));
-    }
+        Arc::new(LineReporter::new(Box::new(std::io::stderr())))
+    };
+    reporter.plan(&plan);
     if plan.has_errors() {
         return Err(anyhow::Error::new(Exit {
             code: exit::FAILURE,
@@ -284,23 +291,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         );
     }
 
-    let progress: roundhouse_apply::ProgressSink = if json {
-        Arc::new(|p: &Progress| {
-            let line = serde_json::json!({ "event": "progress", "progress": p });
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        })
-    } else {
-        Arc::new(|p: &Progress| {
-            let mut lines = p.message.lines();
-            let first = lines.next().unwrap_or("");
-            eprintln!("{} {:<20} {:<12} {first}", p.at, p.node, p.kind);
-            for more in lines {
-                eprintln!("{:<24} {:<20} {:<12} | {more}", "", "", "");
-            }
-        })
-    };
+    let progress = progress::sink(Arc::clone(&reporter));
     let executor = Arc::new(Executor {
         store: Arc::clone(&store),
         journal: Arc::new(JournalReader::new(&boot_state)),
@@ -320,26 +311,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let report = runtime.block_on(executor.run(&plan, Arc::new(specs)));
 
-    if json {
-        let line = serde_json::json!({ "event": "summary", "report": report });
-        println!("{line}");
-    } else {
-        eprintln!(
-            "\napply: {} succeeded, {} failed, {} not started",
-            report.succeeded(),
-            report.failed(),
-            report.not_started()
-        );
-        for o in &report.outcomes {
-            match &o.result {
-                roundhouse_apply::NodeResult::Failed(why) => eprintln!("  failed: {why}"),
-                roundhouse_apply::NodeResult::NotStarted(why) => {
-                    eprintln!("  not started: {}: {why}", o.node)
-                }
-                roundhouse_apply::NodeResult::Succeeded => {}
-            }
-        }
-    }
+    reporter.finish(&report);
     if report.failed() + report.not_started() > 0 {
         return Err(anyhow::Error::new(Exit {
             code: exit::FAILURE,
