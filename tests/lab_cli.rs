@@ -360,9 +360,7 @@ fn missing_programs_are_named_with_their_packages() {
 #[test]
 fn demo_runs_the_scenario_and_verifies_every_node() {
     let lab = LabDirGuard::new();
-    let start = Instant::now();
     let out = run(&["lab", "demo", "--dir", lab.arg()]);
-    let took = start.elapsed();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -373,9 +371,11 @@ fn demo_runs_the_scenario_and_verifies_every_node() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lab.dir.join("demo-report.json")).unwrap()).unwrap();
     assert_eq!(report["passed"], true, "{report:#}");
+    // How long it takes is a benchmark's business (docs/benchmarks.md), not a test's: a loaded
+    // CI machine must not fail a demo that did everything right.
     assert!(
-        report["seconds"].as_f64().unwrap() < 60.0 && took < Duration::from_secs(60),
-        "the demo took {took:?}: {report:#}"
+        report["seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "the report records its duration: {report:#}"
     );
     // The plan after the snippet change: workers in place, controllers held.
     for (node, action) in [
