@@ -116,3 +116,24 @@ print(f"| nodes | max_parallel | node time | ideal | measured | overhead | exit 
 print(f"|---|---|---|---|---|---|---|")
 print(f"| {n} | {p} | {t:g} s | {ideal:g} s | {wall:.1f} s | {wall - ideal:+.1f} s ({(wall / ideal - 1) * 100:.0f}%) | {sys.argv[6]} |")
 EOF
+# How long each node waited for its intent to be journaled (durably) before its power action:
+# from its `started` line to its "running the power action" line. Store commits were the
+# queue here before writes were group-committed.
+python3 - apply.err <<'EOF2'
+import datetime, statistics, sys
+def ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+started, power = {}, {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) < 4 or not parts[0][:4].isdigit():
+        continue
+    if parts[2] == "started":
+        started[parts[1]] = ts(parts[0])
+    elif parts[2] == "step" and parts[3] == "running" and "power" in line:
+        power.setdefault(parts[1], ts(parts[0]))
+d = sorted(power[n] - started[n] for n in power if n in started)
+if d:
+    print(f"intent journaled before the power action: median {statistics.median(d) * 1000:.0f} ms, "
+          f"p90 {d[int(len(d) * 0.9)] * 1000:.0f} ms, max {d[-1] * 1000:.0f} ms ({len(d)} nodes)")
+EOF2
