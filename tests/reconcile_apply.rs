@@ -1144,3 +1144,58 @@ fn hooks_run_after_install_rerun_on_change_and_fail_with_their_output() {
     let detailed = lab.roundhouse(&["plan", "cluster.hcl", "--detailed-exitcode"]);
     assert_eq!(detailed.status.code(), Some(0), "{}", text(&detailed));
 }
+
+/// An in-place re-provision wipes the root file system, so every hook of the node runs again
+/// after it; a hook that outlives its `timeout` fails the node saying so, and stays pending.
+#[test]
+fn hooks_rerun_after_in_place_reprovision_and_time_out() {
+    let mut lab = Lab::new(&[("w1", "worker")]);
+    let hook = |run: &str, timeout: u32| {
+        format!("hook \"everywhere\" {{\n  run = [\"{run}\"]\n  timeout = {timeout}\n}}\n")
+    };
+    lab.hooks = hook(EVERYWHERE_RUN, 30);
+    lab.write_cluster();
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.node_file("w1", "/var/log/everywhere-runs"), "run\n");
+
+    lab.change_config(2);
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "reprovision-in-place");
+    assert_eq!(hooks_of(&plan, "w1"), vec!["everywhere"]);
+    let out = lab.apply(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lab.node_file("w1", "/var/log/everywhere-runs"),
+        "run\nrun\n"
+    );
+    let log = lab.node_file("w1", "/var/log/shim.log");
+    let reboot = log.find("systemctl reboot").expect("rebooted");
+    let hook_ran = log.rfind("sudo sh -c echo run").expect("hook ran");
+    assert!(
+        hook_ran > reboot,
+        "the hook ran after the re-provision:\n{log}"
+    );
+
+    lab.hooks = hook("sleep 30", 2);
+    lab.write_cluster();
+    assert_eq!(action_of(&lab.plan_json(), "w1"), "run-hooks");
+    let started = Instant::now();
+    let out = lab.apply(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("failed: node w1: hook everywhere: did not finish within 2s (its `timeout`)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        hook_states(&lab.status()["w1"]),
+        vec![("everywhere".to_string(), "pending".to_string())]
+    );
+}
