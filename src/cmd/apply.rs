@@ -31,7 +31,8 @@ use progress::{BarReporter, JsonReporter, LineReporter, Reporter};
 /// cluster's `pxe_command`); in-place re-provisions log in over SSH as core (pinned host
 /// key), set first_boot, rewrite the OEM grub.cfg and reboot. A node counts as done only when
 /// the boot server's fetch journal shows it fetched its new config and it shows a fresh
-/// /ignition_ran over SSH.
+/// /ignition_ran over SSH. Then the node's post-provision hooks (`hook` blocks) run over SSH;
+/// nodes planned as run-hooks only run the hooks whose inputs changed.
 ///
 /// Every attempt is journaled before the machine is touched, so after a crash or Ctrl-C the
 /// next apply resumes it (waiting for a reboot already triggered instead of triggering

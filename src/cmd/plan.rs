@@ -150,8 +150,9 @@ pub fn make_plan(prepared: &Prepared, observed: &Observed) -> anyhow::Result<Pla
 ///
 /// Compares every node's rendered config digest with what the state store recorded and
 /// prints one row per node: provision (PXE), reprovision-in-place (SSH), resume (an
-/// interrupted attempt), hold (changed, but the role's policy keeps the old config: drift) or
-/// none. Writes nothing except SSH keys that do not exist yet (they are part of the config).
+/// interrupted attempt), run-hooks (only post-provision hooks whose inputs changed, or that
+/// have not run since the last installation), hold (changed, but the role's policy keeps the
+/// old config: drift) or none. Writes nothing except SSH keys that do not exist yet (they are part of the config).
 ///
 /// With --detailed-exitcode the exit code is 0 when there is nothing to do and 2 when there
 /// are changes (as Terraform's).
