@@ -2,19 +2,21 @@
 //! the real CoreOS Ignition) built by `lab/qemu/build-image.sh`, provisioned and re-provisioned
 //! by `roundhouse apply` through `roundhouse serve`.
 //!
-//! One worker, three applies:
+//! A controller and a worker, three applies:
 //! 1. First install without PXE: the power command writes the lab's disk image (as an
 //!    installer would, OEM `grub.cfg` with the node's `ignition.config.url`) and powers the VM
 //!    on. The first boot runs Ignition (ROOT wiped, snippet files, hostname, host key), and
-//!    apply confirms it over SSH with the pinned host key.
-//! 2. In-place re-provision of a changed snippet and kernel argument: apply's own SSH path
-//!    (first_boot flag, OEM `grub.cfg`, reboot). The new file is there, a file written on the
-//!    old root is gone, `/proc/cmdline` has the new argument; the VM was never power-cycled.
-//! 3. `recreate` + apply with the node's power switched to IPMI: `lab/qemu/bmc.sh` runs
-//!    OpenIPMI's `ipmi_sim` in front of the VM; apply sets PXE as the next boot device and
-//!    power-cycles the machine; UEFI iPXE from roundhouse serve, the installer
+//!    apply confirms it over SSH with the pinned host key; the controller's post-provision
+//!    hook runs.
+//! 2. A changed snippet and kernel argument: the worker is re-provisioned in place by apply's
+//!    SSH path (first_boot flag, OEM `grub.cfg`, reboot): the new file is there, a file
+//!    written on the old root is gone, `/proc/cmdline` has the new argument, the VM was never
+//!    power-cycled. The controller's change is held: untouched, drift in `status`.
+//! 3. `recreate --allow-controllers` + apply with the controller's power switched to IPMI:
+//!    `lab/qemu/bmc.sh` runs OpenIPMI's `ipmi_sim` in front of the VM; apply sets PXE as the
+//!    next boot device and power-cycles it; UEFI iPXE from roundhouse serve, the installer
 //!    (Ignition in the PXE initrd, `flatcar-install` from `/assets`, OEM `grub.cfg`,
-//!    pre-reboot commands, reboot), then the first boot from disk.
+//!    pre-reboot commands, reboot), the first boot from disk, the hook again.
 //!
 //! After each apply, `roundhouse status` must match what SSH shows.
 //!
@@ -31,7 +33,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_roundhouse");
-const MAC: &str = "52:54:00:ab:00:01";
 /// `os_version` of the cluster: the directory the image is served from under
 /// `/assets/flatcar/`.
 const OS_VERSION: &str = "9999.0.0";
@@ -164,38 +165,67 @@ const POWER_SH: &str = r#"#!/bin/sh
 set -eu
 lab=$(dirname "$asset_dir")
 vm="$lab/vm-$name"
+read -r addr port < "$lab/ssh-$name"
 echo "$(date +%s) $name $mac" >> "$lab/power.log"
 mkdir -p "$vm"
 cp --sparse=always "$IMAGE/disk.img" "$vm/disk.img"
 "$LABQEMU/set-oem-grub.sh" "$vm/disk.img" "$lab/oem-$name.cfg"
-exec "$LABQEMU/run-vm.sh" --dir "$vm" --disk "$vm/disk.img" --mac "$mac" --ssh-port "$SSH_PORT"
+exec "$LABQEMU/run-vm.sh" --dir "$vm" --disk "$vm/disk.img" --mac "$mac" \
+  --ssh-addr "$addr" --ssh-port "$port"
 "#;
+
+/// One lab machine.
+struct Node {
+    name: &'static str,
+    role: &'static str,
+    mac: &'static str,
+    /// Loopback address its SSH is forwarded from (domains must be unique).
+    addr: &'static str,
+    ssh_port: u16,
+    /// UDP port of its BMC (ipmi_sim), once it has one.
+    bmc_port: u16,
+    ipmi: bool,
+}
 
 struct Lab {
     dir: PathBuf,
     serve: Child,
     boot: String,
-    ssh_port: u16,
+    nodes: Vec<Node>,
     generation: u32,
-    /// UDP port of the machine's BMC (ipmi_sim), used from phase 3 on.
-    bmc_port: u16,
-    ipmi: bool,
+}
+
+/// Powers off every machine of a lab directory (BMCs first, then VMs started directly).
+fn power_off_all(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for e in &entries {
+        let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("bmc-") && e.join("ipmi_sim.pid").exists() {
+            let _ = Command::new("bash")
+                .arg(repo().join("lab/qemu/bmc.sh"))
+                .arg("stop")
+                .arg(e)
+                .status();
+        }
+    }
+    for e in &entries {
+        let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("vm-")
+            && let Ok(pid) = std::fs::read_to_string(e.join("qemu.pid"))
+        {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Power the machine off; keep its consoles for whoever reads a failure.
-        if self.dir.join("bmc/ipmi_sim.pid").exists() {
-            let _ = Command::new("bash")
-                .arg(repo().join("lab/qemu/bmc.sh"))
-                .arg("stop")
-                .arg(self.dir.join("bmc"))
-                .status();
-        }
-        let vm = self.dir.join("vm-w1");
-        if let Ok(pid) = std::fs::read_to_string(vm.join("qemu.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
+        // Keep the directory: its consoles are what one reads after a failure.
+        power_off_all(&self.dir);
         let _ = self.serve.kill();
         let _ = self.serve.wait();
     }
@@ -205,17 +235,8 @@ impl Lab {
     fn new(image: &Path) -> Lab {
         let dir = lab_cache().join("last-run");
         if dir.exists() {
-            // A previous run's machine may still be on (a killed test): power it off first.
-            if dir.join("bmc/ipmi_sim.pid").exists() {
-                let _ = Command::new("bash")
-                    .arg(repo().join("lab/qemu/bmc.sh"))
-                    .arg("stop")
-                    .arg(dir.join("bmc"))
-                    .status();
-            }
-            if let Ok(pid) = std::fs::read_to_string(dir.join("vm-w1/qemu.pid")) {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
+            // A previous run's machines may still be on (a killed test).
+            power_off_all(&dir);
             std::fs::remove_dir_all(&dir).expect("remove the previous run's directory");
         }
         let www = dir.join("www/flatcar").join(OS_VERSION);
@@ -268,10 +289,36 @@ impl Lab {
                 }
             }
         });
-        let ssh_port = free_port();
+        let nodes = vec![
+            Node {
+                name: "c1",
+                role: "controller",
+                mac: "52:54:00:ab:00:01",
+                addr: "127.0.0.1",
+                ssh_port: free_port(),
+                bmc_port: free_udp_port(),
+                ipmi: false,
+            },
+            Node {
+                name: "w1",
+                role: "worker",
+                mac: "52:54:00:ab:00:02",
+                addr: "127.0.0.2",
+                ssh_port: free_port(),
+                bmc_port: free_udp_port(),
+                ipmi: false,
+            },
+        ];
+        for n in &nodes {
+            std::fs::write(
+                dir.join(format!("ssh-{}", n.name)),
+                format!("{} {}\n", n.addr, n.ssh_port),
+            )
+            .expect("write the node's SSH forward");
+        }
         let power = dir.join("power.sh");
         let script = format!(
-            "#!/bin/sh\nIMAGE='{}'\nLABQEMU='{}'\nSSH_PORT={ssh_port}\n{}",
+            "#!/bin/sh\nIMAGE='{}'\nLABQEMU='{}'\n{}",
             image.display(),
             repo().join("lab/qemu").display(),
             POWER_SH.trim_start_matches("#!/bin/sh\n")
@@ -284,18 +331,23 @@ impl Lab {
             dir,
             serve,
             boot,
-            ssh_port,
+            nodes,
             generation: 1,
-            bmc_port: free_udp_port(),
-            ipmi: false,
         };
         lab.write_cluster();
         lab
     }
 
+    fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
     fn write_cluster(&self) {
         let g = self.generation;
-        let cluster = format!(
+        let mut cluster = format!(
             r#"cluster {{
   name             = "qemu"
   asset_dir        = "assets"
@@ -309,14 +361,7 @@ impl Lab {
   kernel_args      = ["lab.generation={g}"]
   kernel_console   = ["console=ttyS0,115200n8"]
   pxe_command      = "{power}"
-}}
-
-node "w1" {{
-  role     = "worker"
-  mac      = "{MAC}"
-  domain   = "127.0.0.1"
-  ssh_port = {port}
-{power_block}  snippets = [
+  snippets = [
     <<-EOT
     variant: flatcar
     version: 1.0.0
@@ -330,28 +375,46 @@ node "w1" {{
     EOT
   ]
 }}
+
+# Lokomotive's copy-controller-secrets, in small: what must not be in the Ignition config.
+hook "lab-secret" {{
+  roles = ["controller"]
+  upload {{
+    content     = "controller secret\n"
+    destination = "/etc/roundhouse-lab/secret"
+    mode        = "0600"
+  }}
+  run = ["sudo touch /etc/roundhouse-lab/hook-ran"]
+}}
 "#,
             boot = self.boot,
             power = self.dir.join("power.sh").display(),
-            port = self.ssh_port,
-            power_block = if self.ipmi {
+        );
+        for n in &self.nodes {
+            let power_block = if n.ipmi {
                 format!(
                     "  power {{\n    driver = \"ipmi\"\n    address = \"127.0.0.1\"\n    port = {}\n    \
                      username = \"admin\"\n    password_file = \"bmc-password\"\n  }}\n",
-                    self.bmc_port
+                    n.bmc_port
                 )
             } else {
                 String::new()
-            },
-        );
+            };
+            cluster.push_str(&format!(
+                "\nnode \"{}\" {{\n  role     = \"{}\"\n  mac      = \"{}\"\n  domain   = \"{}\"\n  \
+                 ssh_port = {}\n{power_block}}}\n",
+                n.name, n.role, n.mac, n.addr, n.ssh_port
+            ));
+            // What an installer writes into the OEM grub.cfg (for the image install).
+            let oem = format!(
+                "set linux_append=\"lab.generation={g} ignition.config.url={}/ignition?mac={}&os=installed\"\n\
+                 set linux_console=\"console=ttyS0,115200n8\"\n",
+                self.boot, n.mac
+            );
+            std::fs::write(self.dir.join(format!("oem-{}.cfg", n.name)), oem)
+                .expect("write the OEM grub.cfg");
+        }
         std::fs::write(self.dir.join("cluster.hcl"), cluster).expect("write cluster.hcl");
-        // What an installer writes into the OEM grub.cfg (used by the image install mode).
-        let oem = format!(
-            "set linux_append=\"lab.generation={g} ignition.config.url={}/ignition?mac={MAC}&os=installed\"\n\
-             set linux_console=\"console=ttyS0,115200n8\"\n",
-            self.boot
-        );
-        std::fs::write(self.dir.join("oem-w1.cfg"), oem).expect("write oem-w1.cfg");
     }
 
     fn roundhouse(&self, args: &[&str]) -> Output {
@@ -386,95 +449,129 @@ node "w1" {{
         let secs = started.elapsed().as_secs_f64();
         assert!(
             out.status.success(),
-            "{what}: apply failed after {secs:.0} s\n{}\n--- serial console (tail) ---\n{}",
+            "{what}: apply failed after {secs:.0} s\n{}\n{}",
             text(&out),
-            self.serial_tail()
+            self.nodes
+                .iter()
+                .map(|n| format!(
+                    "--- {} serial console (tail) ---\n{}",
+                    n.name,
+                    self.serial_tail(n.name)
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         eprintln!("{what}: apply took {secs:.1} s");
         secs
     }
 
-    fn vm_dir(&self) -> PathBuf {
-        self.dir.join("vm-w1")
+    fn vm_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("vm-{node}"))
     }
 
-    /// The current serial console (since the last power-on).
-    fn serial(&self) -> String {
-        std::fs::read(self.vm_dir().join("serial.log"))
+    /// The node's current serial console (since its last power-on).
+    fn serial(&self, node: &str) -> String {
+        std::fs::read(self.vm_dir(node).join("serial.log"))
             .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
             .unwrap_or_default()
     }
 
     /// How many earlier consoles run-vm.sh has kept (serial.log.1 … .N).
-    fn rotated_consoles(&self) -> usize {
+    fn rotated_consoles(&self, node: &str) -> usize {
         (1..)
-            .take_while(|n| self.vm_dir().join(format!("serial.log.{n}")).exists())
+            .take_while(|n| self.vm_dir(node).join(format!("serial.log.{n}")).exists())
             .count()
     }
 
     /// Every console after the first `skip` kept ones, and the current one, in order.
-    fn consoles_since(&self, skip: usize) -> String {
+    fn consoles_since(&self, node: &str, skip: usize) -> String {
         let mut all = String::new();
-        for n in skip + 1..=self.rotated_consoles() {
-            if let Ok(b) = std::fs::read(self.vm_dir().join(format!("serial.log.{n}"))) {
+        for n in skip + 1..=self.rotated_consoles(node) {
+            if let Ok(b) = std::fs::read(self.vm_dir(node).join(format!("serial.log.{n}"))) {
                 all.push_str(&String::from_utf8_lossy(&b).replace('\r', ""));
             }
         }
-        all.push_str(&self.serial());
+        all.push_str(&self.serial(node));
         all
     }
 
-    /// Starts the machine's BMC and switches the node's power to IPMI.
-    fn start_bmc(&mut self) {
+    fn serial_tail(&self, node: &str) -> String {
+        let s = self.serial(node);
+        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn bmc_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("bmc-{node}"))
+    }
+
+    /// Starts the node's BMC and switches its power to IPMI.
+    fn start_bmc(&mut self, name: &str) {
         std::fs::write(self.dir.join("bmc-password"), "lab-secret\n").expect("write bmc-password");
+        let (port, addr, ssh_port, mac) = {
+            let n = self.node(name);
+            (n.bmc_port, n.addr, n.ssh_port, n.mac)
+        };
         let out = Command::new("bash")
             .arg(repo().join("lab/qemu/bmc.sh"))
             .arg("start")
-            .arg(self.dir.join("bmc"))
-            .arg(self.bmc_port.to_string())
+            .arg(self.bmc_dir(name))
+            .arg(port.to_string())
             .args(["admin", "lab-secret", "--"])
             .arg("--dir")
-            .arg(self.vm_dir())
+            .arg(self.vm_dir(name))
             .arg("--disk")
-            .arg(self.vm_dir().join("disk.img"))
-            .args(["--mac", MAC, "--ssh-port", &self.ssh_port.to_string()])
+            .arg(self.vm_dir(name).join("disk.img"))
+            .args(["--mac", mac, "--ssh-addr", addr])
+            .args(["--ssh-port", &ssh_port.to_string()])
             .arg("--pxe")
             .arg(format!("{}/boot.ipxe", self.boot))
             .output()
             .expect("run lab/qemu/bmc.sh start");
         assert!(out.status.success(), "bmc.sh start: {}", text(&out));
+        for n in &mut self.nodes {
+            if n.name == name {
+                n.ipmi = true;
+            }
+        }
+        self.write_cluster();
         // ipmi_sim answers once it has read its configuration: ask it like apply will.
         let ready = (0..50).any(|_| {
-            let st = self.roundhouse(&["power", "cluster.hcl", "w1", "status"]);
-            if st.status.success() {
+            if self
+                .roundhouse(&["power", "cluster.hcl", name, "status"])
+                .status
+                .success()
+            {
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
             false
         });
-        assert!(ready, "the BMC did not answer `roundhouse power … status`");
+        assert!(
+            ready,
+            "{name}'s BMC did not answer `roundhouse power … status`"
+        );
     }
 
-    fn bmc_calls(&self) -> String {
-        std::fs::read_to_string(self.dir.join("bmc/calls")).unwrap_or_default()
-    }
-
-    fn serial_tail(&self) -> String {
-        let s = self.serial();
-        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+    fn bmc_calls(&self, node: &str) -> String {
+        std::fs::read_to_string(self.bmc_dir(node).join("calls")).unwrap_or_default()
     }
 
     /// Runs `cmd` on the machine as core, with the operator key and the node's pinned host
     /// key (no other key is accepted).
-    fn ssh(&self, cmd: &str) -> Output {
+    fn ssh(&self, node: &str, cmd: &str) -> Output {
+        let n = self.node(node);
         let keys = self.dir.join("assets/keys");
-        let host_pub = std::fs::read_to_string(keys.join("hosts/w1/ssh_host_ed25519_key.pub"))
-            .expect("the node's managed host key");
-        let known = self.dir.join("known_hosts");
+        let host_pub = std::fs::read_to_string(
+            keys.join("hosts")
+                .join(node)
+                .join("ssh_host_ed25519_key.pub"),
+        )
+        .expect("the node's managed host key");
+        let known = self.dir.join(format!("known_hosts-{node}"));
         std::fs::write(
             &known,
-            format!("[127.0.0.1]:{} {}\n", self.ssh_port, host_pub.trim()),
+            format!("[{}]:{} {}\n", n.addr, n.ssh_port, host_pub.trim()),
         )
         .expect("write known_hosts");
         Command::new("ssh")
@@ -492,8 +589,8 @@ node "w1" {{
                 "-o",
                 "IdentitiesOnly=yes",
                 "-p",
-                &self.ssh_port.to_string(),
-                "core@127.0.0.1",
+                &n.ssh_port.to_string(),
+                &format!("core@{}", n.addr),
                 cmd,
             ])
             .stdin(Stdio::null())
@@ -501,99 +598,137 @@ node "w1" {{
             .expect("run ssh")
     }
 
-    fn ssh_ok(&self, cmd: &str) -> String {
-        let out = self.ssh(cmd);
-        assert!(out.status.success(), "ssh `{cmd}`: {}", text(&out));
+    fn ssh_ok(&self, node: &str, cmd: &str) -> String {
+        let out = self.ssh(node, cmd);
+        assert!(out.status.success(), "ssh {node} `{cmd}`: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn power_calls(&self) -> usize {
+    fn power_calls(&self, node: &str) -> usize {
         std::fs::read_to_string(self.dir.join("power.log"))
-            .map(|s| s.lines().count())
+            .map(|s| {
+                s.lines()
+                    .filter(|l| l.split_whitespace().nth(1) == Some(node))
+                    .count()
+            })
             .unwrap_or(0)
+    }
+
+    fn status(&self, what: &str) -> serde_json::Value {
+        let out = self.roundhouse(&["status", "cluster.hcl", "--output", "json"]);
+        assert!(out.status.success(), "{what}: status: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("status --output json is JSON")
+    }
+
+    fn status_of(&self, what: &str, node: &str) -> serde_json::Value {
+        let v = self.status(what);
+        v["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["name"] == node))
+            .unwrap_or_else(|| panic!("{what}: {node} missing from status: {v}"))
+            .clone()
     }
 
     /// `status` agrees with the machine: installed, applied = desired, and the config it last
     /// fetched is the one published now.
-    fn assert_status_matches(&self, what: &str) {
-        let out = self.roundhouse(&["status", "cluster.hcl", "--output", "json"]);
-        assert!(out.status.success(), "{what}: status: {}", text(&out));
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("status --output json is JSON");
-        let node = v["nodes"]
-            .as_array()
-            .and_then(|n| n.iter().find(|n| n["name"] == "w1"))
-            .unwrap_or_else(|| panic!("{what}: w1 missing from status: {v}"))
-            .clone();
-        assert_eq!(node["state"], "installed", "{what}: {node}");
+    fn assert_status_matches(&self, what: &str, node: &str) {
+        let s = self.status_of(what, node);
+        assert_eq!(s["state"], "installed", "{what}: {node}: {s}");
         assert_eq!(
-            node["applied_digest"], node["desired_digest"],
-            "{what}: {node}"
+            s["applied_digest"], s["desired_digest"],
+            "{what}: {node}: {s}"
         );
         assert_eq!(
-            node["last_fetch"]["config_digest"], node["applied_digest"],
-            "{what}: {node}"
+            s["last_fetch"]["config_digest"], s["applied_digest"],
+            "{what}: {node}: {s}"
         );
     }
 
-    /// The machine runs generation `g`: its snippet file, its kernel argument, its hostname.
-    fn assert_runs_generation(&self, g: u32, what: &str) {
-        let seen = self.ssh_ok(&format!(
-            "hostname; cat /etc/roundhouse-lab/generation-{g}; cat /proc/cmdline; \
-             test ! -e /boot/flatcar/first_boot && echo flag-removed; \
-             test ! -e /ignition_ran && echo ignition-ran-cleared"
-        ));
+    /// The machine runs generation `g`: its snippet file, its kernel argument, its hostname,
+    /// and the boot that got it there ran Ignition.
+    fn assert_runs_generation(&self, node: &str, g: u32, what: &str) {
+        let seen = self.ssh_ok(
+            node,
+            &format!(
+                "hostname; cat /etc/roundhouse-lab/generation-{g}; cat /proc/cmdline; \
+                 test ! -e /boot/flatcar/first_boot && echo flag-removed; \
+                 test ! -e /ignition_ran && echo ignition-ran-cleared"
+            ),
+        );
         let mut lines = seen.lines();
-        assert_eq!(lines.next(), Some("w1"), "{what}: hostname\n{seen}");
+        assert_eq!(lines.next(), Some(node), "{what}: hostname\n{seen}");
         assert_eq!(
             lines.next(),
             Some(format!("generation {g}").as_str()),
-            "{what}\n{seen}"
+            "{what}: {node}\n{seen}"
         );
         let cmdline = lines.next().unwrap_or_default();
         let args: Vec<&str> = cmdline.split_whitespace().collect();
+        let want = format!("lab.generation={g}");
         assert!(
-            args.contains(&format!("lab.generation={g}").as_str()),
-            "{what}: /proc/cmdline: {cmdline}"
+            args.contains(&want.as_str()),
+            "{what}: {node}: /proc/cmdline: {cmdline}"
         );
         assert!(
             !args
                 .iter()
-                .any(|a| a.starts_with("lab.generation=") && *a != format!("lab.generation={g}")),
-            "{what}: /proc/cmdline: {cmdline}"
+                .any(|a| a.starts_with("lab.generation=") && **a != want),
+            "{what}: {node}: /proc/cmdline: {cmdline}"
         );
-        // Ignition ran on this boot (GRUB saw the flag), and removed the flag.
+        // GRUB saw the first-boot flag on this boot; the initrd removed it after Ignition.
         assert!(
             args.contains(&"flatcar.first_boot=detected"),
-            "{what}: {cmdline}"
+            "{what}: {node}: {cmdline}"
         );
-        assert_eq!(lines.next(), Some("flag-removed"), "{what}\n{seen}");
+        assert_eq!(lines.next(), Some("flag-removed"), "{what}: {node}\n{seen}");
         // apply saw /ignition_ran (its wait requires it) and removed it after confirming.
-        assert_eq!(lines.next(), Some("ignition-ran-cleared"), "{what}\n{seen}");
+        assert_eq!(
+            lines.next(),
+            Some("ignition-ran-cleared"),
+            "{what}: {node}\n{seen}"
+        );
+    }
+
+    /// The controller's post-provision hook ran on its current root.
+    fn assert_hook_ran(&self, what: &str) {
+        let seen = self.ssh_ok(
+            "c1",
+            "sudo cat /etc/roundhouse-lab/secret; stat -c %a /etc/roundhouse-lab/secret; \
+             test -f /etc/roundhouse-lab/hook-ran && echo hook-ran",
+        );
+        assert_eq!(
+            seen, "controller secret\n600\nhook-ran\n",
+            "{what}: c1 hook"
+        );
     }
 }
 
 #[test]
 #[ignore = "slow: boots QEMU machines under TCG; scripts/test runs it in the e2e tier"]
-fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
+fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi() {
     let image = build_image();
     let mut lab = Lab::new(&image);
 
-    // 1. First install: the image written to the disk, first boot with Ignition.
-    let t1 = lab.apply("install from the image");
-    assert_eq!(lab.power_calls(), 1, "the power command ran once");
-    let serial = lab.serial();
-    assert!(
-        serial.contains("lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (disk)"),
-        "install: Ignition did not finish on the first boot\n{}",
-        lab.serial_tail()
-    );
-    lab.assert_runs_generation(1, "install");
-    lab.assert_status_matches("install");
-    // The ROOT filesystem Ignition created carries the label the config asked for and the
-    // host key is the managed one (ssh pinned it above); the ESP and OEM are mounted like
-    // Flatcar's.
-    let mounts = lab.ssh_ok("cat /proc/mounts");
+    // 1. First install of both: the image written to each disk, first boot with Ignition.
+    let t1 = lab.apply("install from the image (controller and worker)");
+    for node in ["c1", "w1"] {
+        assert_eq!(
+            lab.power_calls(node),
+            1,
+            "{node}: the power command ran once"
+        );
+        assert!(
+            lab.serial(node)
+                .contains("lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (disk)"),
+            "install: Ignition did not finish on {node}'s first boot\n{}",
+            lab.serial_tail(node)
+        );
+        lab.assert_runs_generation(node, 1, "install");
+        lab.assert_status_matches("install", node);
+    }
+    lab.assert_hook_ran("install");
+    // The file systems are where Flatcar has them, by label.
+    let mounts = lab.ssh_ok("w1", "cat /proc/mounts");
     for (dev, at) in [
         ("/dev/disk/by-label/ROOT", "/ "),
         ("/dev/disk/by-label/USR-A", "/usr "),
@@ -608,25 +743,32 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
         );
     }
 
-    // 2. In place: a file on the old root, then a changed snippet and kernel argument.
-    lab.ssh_ok("sudo touch /etc/old-root-marker && test -f /etc/old-root-marker");
+    // 2. A changed snippet and kernel argument: the worker is re-provisioned in place, the
+    //    controller's change is held.
+    for node in ["c1", "w1"] {
+        lab.ssh_ok(
+            node,
+            "sudo touch /etc/old-root-marker && test -f /etc/old-root-marker",
+        );
+    }
     lab.generation = 2;
     lab.write_cluster();
     let plan = lab.roundhouse(&["plan", "cluster.hcl", "--output", "json"]);
     assert!(plan.status.success(), "plan: {}", text(&plan));
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(
-        plan_text.contains("reprovision-in-place"),
-        "the worker's change should be applied in place: {plan_text}"
+        plan_text.contains("reprovision-in-place") && plan_text.contains("hold"),
+        "worker in place, controller held: {plan_text}"
     );
-    let t2 = lab.apply("in-place re-provision");
+    let t2 = lab.apply("in-place re-provision of the worker");
     assert_eq!(
-        lab.power_calls(),
+        lab.power_calls("w1"),
         1,
         "an in-place re-provision must not power-cycle the machine"
     );
-    lab.assert_runs_generation(2, "in place");
+    lab.assert_runs_generation("w1", 2, "in place");
     let gone = lab.ssh_ok(
+        "w1",
         "test ! -e /etc/old-root-marker && echo old-gone; \
          test ! -e /etc/roundhouse-lab/generation-1 && echo gen1-gone",
     );
@@ -634,36 +776,50 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
         gone, "old-gone\ngen1-gone\n",
         "in place: the old root survived"
     );
-    lab.assert_status_matches("in place");
+    lab.assert_status_matches("in place", "w1");
     let ignition_runs = lab
-        .serial()
+        .serial("w1")
         .matches("lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (disk)")
         .count();
     assert_eq!(
         ignition_runs,
         2,
-        "in place: one Ignition run per boot of this VM\n{}",
-        lab.serial_tail()
+        "in place: one Ignition run per boot of w1\n{}",
+        lab.serial_tail("w1")
     );
+    // The held controller: untouched, and status shows the drift SSH shows.
+    let held = lab.ssh_ok(
+        "c1",
+        "cat /etc/roundhouse-lab/generation-1; test -f /etc/old-root-marker && echo kept",
+    );
+    assert_eq!(held, "generation 1\nkept\n", "held: c1 was touched");
+    let c1 = lab.status_of("held", "c1");
+    assert_eq!(c1["state"], "installed", "held: {c1}");
+    assert_ne!(c1["applied_digest"], c1["desired_digest"], "held: {c1}");
+    assert_eq!(lab.power_calls("c1"), 1, "held: c1 was powered");
 
-    // 3. Recreate by PXE over IPMI: the BMC power-cycles the running machine with PXE as the
-    //    next boot device; iPXE, the installer, its reboot, the first boot from disk.
-    lab.ssh_ok("sudo touch /etc/old-root-marker");
-    lab.ipmi = true;
-    lab.write_cluster();
-    lab.start_bmc();
-    // The current console (boots of phases 1 and 2) is kept as the next serial.log.N when the
-    // BMC powers the machine on: skip it too.
-    let skip = lab.rotated_consoles() + 1;
-    let r = lab.roundhouse(&["recreate", "cluster.hcl", "w1"]);
+    // 3. `recreate --allow-controllers` over IPMI: the controller's BMC sets PXE as the next
+    //    boot device and power-cycles it; iPXE, the installer, its reboot, the first boot from
+    //    disk; then the post-provision hook on the new root.
+    lab.start_bmc("c1");
+    // The current console (c1's first boot) is kept as the next serial.log.N when the BMC
+    // powers the machine on: skip it too.
+    let skip = lab.rotated_consoles("c1") + 1;
+    let refused = lab.roundhouse(&["recreate", "cluster.hcl", "c1"]);
+    assert!(
+        !refused.status.success(),
+        "recreate of a controller without --allow-controllers: {}",
+        text(&refused)
+    );
+    let r = lab.roundhouse(&["recreate", "cluster.hcl", "c1", "--allow-controllers"]);
     assert!(r.status.success(), "recreate: {}", text(&r));
-    let t3 = lab.apply("recreate by PXE over IPMI");
+    let t3 = lab.apply("recreate of the controller by PXE over IPMI");
     assert_eq!(
-        lab.power_calls(),
+        lab.power_calls("c1"),
         1,
         "the power command is not used with IPMI"
     );
-    let calls = lab.bmc_calls();
+    let calls = lab.bmc_calls("c1");
     let sets: Vec<&str> = calls
         .lines()
         .filter_map(|l| l.split_once(' ').map(|(_, c)| c))
@@ -679,7 +835,7 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
         ],
         "recreate: BMC calls\n{calls}"
     );
-    let serial = lab.consoles_since(skip);
+    let serial = lab.consoles_since("c1", skip);
     for marker in [
         "lab-init: PXE boot",
         "lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (pxe)",
@@ -689,8 +845,8 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
     ] {
         assert!(
             serial.contains(marker),
-            "recreate: `{marker}` missing from the consoles\n{}",
-            lab.serial_tail()
+            "recreate: `{marker}` missing from c1's consoles\n{}",
+            lab.serial_tail("c1")
         );
     }
     // The installer ran before the installed system's first boot.
@@ -704,12 +860,16 @@ fn qemu_worker_is_installed_reprovisioned_in_place_and_recreated_by_pxe() {
         pxe_at < disk_at,
         "recreate: installer and first boot out of order"
     );
-    lab.assert_runs_generation(2, "recreate");
-    let gone = lab.ssh_ok("test ! -e /etc/old-root-marker && echo old-gone");
+    lab.assert_runs_generation("c1", 2, "recreate");
+    let gone = lab.ssh_ok("c1", "test ! -e /etc/old-root-marker && echo old-gone");
     assert_eq!(gone, "old-gone\n", "recreate: the old disk survived");
-    lab.assert_status_matches("recreate");
+    lab.assert_hook_ran("recreate");
+    for node in ["c1", "w1"] {
+        lab.assert_status_matches("recreate", node);
+    }
 
     eprintln!(
-        "timings (TCG): install from image {t1:.1} s, in-place {t2:.1} s, PXE recreate {t3:.1} s"
+        "timings (TCG): install of 2 from the image {t1:.1} s, worker in place {t2:.1} s, \
+         controller recreate by PXE over IPMI {t3:.1} s"
     );
 }

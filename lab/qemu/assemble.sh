@@ -59,7 +59,7 @@ build_usr() {
   done
   for l in mkfs.ext4 mkfs.ext3 mkfs.ext2; do ln -sf mke2fs "$usr/bin/$l"; done
   cp "$pkgs/usr/lib/dropbear/dropbearconvert" "$usr/lib/lab/"
-  for s in systemctl udevadm setfiles flatcar-install bash; do
+  for s in systemctl udevadm setfiles flatcar-install bash install; do
     rm -f "$usr/bin/$s"
     install -m 0755 "$files/$s" "$usr/bin/$s"
   done
