@@ -140,7 +140,7 @@ run_apply() {
   start=$(date +%s.%N)
   (cd "$dir" && /usr/bin/time -f "%U %S %M" -o "$dir/apply-$phase.rss" "$bin" apply cluster.hcl --yes \
     --max-parallel "$parallel" --poll-initial "$poll_initial" --poll-max "$poll_max" \
-    --pxe-timeout 3600 --in-place-timeout 3600 --reach-timeout 600 --connect-timeout 10 \
+    --pxe-timeout 600 --in-place-timeout 600 --reach-timeout 300 --connect-timeout 10 \
     2>"$dir/apply-$phase.log") || true
   end=$(date +%s.%N)
   local summary

@@ -53,7 +53,12 @@ pub struct Http {
 impl Http {
     /// A client that may also contact `boot_host` (the boot server's host name).
     pub fn new(boot_host: Option<String>) -> Http {
+        // One client serves every machine of the fleet, but machines share no connections:
+        // a connection kept idle for reuse could be taken by another machine (or closed by the
+        // server as it is reused, failing a boot on a keep-alive race no real fleet has). Each
+        // request gets a fresh connection, as from firmware that was just powered on.
         let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
             .no_proxy()
@@ -153,4 +158,62 @@ fn describe(e: &reqwest::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A keep-alive HTTP/1.1 server that counts connections and answers every request on
+    /// them.
+    async fn counting_server() -> (u16, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut have = Vec::new();
+                    loop {
+                        let Ok(n) = s.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have.extend_from_slice(&buf[..n]);
+                        while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                            have.drain(..end + 4);
+                            let resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if s.write_all(resp.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, conns)
+    }
+
+    #[tokio::test]
+    async fn requests_never_reuse_a_connection() {
+        let (port, conns) = counting_server().await;
+        let http = Http::new(None);
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/boot.ipxe")).unwrap();
+        for _ in 0..3 {
+            let (status, body) = http.get_text(&url, Agent::Ipxe).await.unwrap();
+            assert_eq!((status, body.as_str()), (200, "ok"));
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+    }
 }
