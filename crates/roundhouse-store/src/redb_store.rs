@@ -147,11 +147,16 @@ impl RedbStore {
         if let Some(reply) = lock(&request.reply).take() {
             return reply;
         }
-        let group: Vec<Arc<Request>> = std::mem::take(&mut *lock(&self.queue));
-        let ops: Vec<Op> = group
-            .iter()
-            .map(|r| lock(&r.op).take().expect("a queued request is taken once"))
-            .collect();
+        let queued: Vec<Arc<Request>> = std::mem::take(&mut *lock(&self.queue));
+        // An op is missing only if a leader panicked after taking it; its caller gets an
+        // error below instead of waiting forever.
+        let (group, ops): (Vec<Arc<Request>>, Vec<Op>) = queued
+            .into_iter()
+            .filter_map(|r| {
+                let op = lock(&r.op).take()?;
+                Some((r, op))
+            })
+            .unzip();
         let replies = match self.with_db(|db| self.commit_group(db, ops)) {
             Ok(replies) => replies,
             // The whole group failed to commit; every request gets the error.
@@ -173,9 +178,14 @@ impl RedbStore {
         for (r, reply) in group.iter().zip(replies) {
             *lock(&r.reply) = Some(reply);
         }
-        lock(&request.reply)
-            .take()
-            .expect("the leader answers its own request")
+        lock(&request.reply).take().unwrap_or_else(|| {
+            Err(db_err(
+                &self.path,
+                redb::Error::Io(std::io::Error::other(
+                    "a concurrent write to the store failed before committing this one",
+                )),
+            ))
+        })
     }
 
     /// Writes `ops` in one transaction. Each op is checked against the records as the ops
