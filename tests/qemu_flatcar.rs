@@ -427,39 +427,79 @@ hook "lab-secret" {{
     }
 
     /// `apply --yes`, with deadlines for TCG on a busy 2-core machine. Returns seconds taken.
+    /// A machine whose initrd reports a failure powers itself off; apply would then wait for
+    /// its whole deadline, so the consoles are watched and apply is stopped at once.
     fn apply(&self, what: &str) -> f64 {
         let started = Instant::now();
-        let out = self.roundhouse(&[
-            "apply",
-            "cluster.hcl",
-            "--yes",
-            "--connect-timeout",
-            "10",
-            "--poll-initial",
-            "2",
-            "--poll-max",
-            "5",
-            "--pxe-timeout",
-            "900",
-            "--in-place-timeout",
-            "600",
-            "--reach-timeout",
-            "300",
-        ]);
-        let secs = started.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "{what}: apply failed after {secs:.0} s\n{}\n{}",
-            text(&out),
-            self.nodes
+        let out_path = self.dir.join("apply.out");
+        let err_path = self.dir.join("apply.err");
+        let mut child = Command::new(BIN)
+            .args([
+                "apply",
+                "cluster.hcl",
+                "--yes",
+                "--connect-timeout",
+                "10",
+                "--poll-initial",
+                "2",
+                "--poll-max",
+                "5",
+                "--pxe-timeout",
+                "900",
+                "--in-place-timeout",
+                "600",
+                "--reach-timeout",
+                "300",
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).expect("create apply.out"))
+            .stderr(std::fs::File::create(&err_path).expect("create apply.err"))
+            .spawn()
+            .expect("run roundhouse apply");
+        let mut failed_console = None;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for apply") {
+                break Some(status);
+            }
+            if let Some(n) = self
+                .nodes
                 .iter()
-                .map(|n| format!(
+                .find(|n| self.serial(n.name).contains("ROUNDHOUSE-LAB-FAILED"))
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                failed_console = Some(n.name);
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let consoles = self
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
                     "--- {} serial console (tail) ---\n{}",
                     n.name,
                     self.serial_tail(n.name)
-                ))
-                .collect::<Vec<_>>()
-                .join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let output = format!(
+            "--- apply stdout ---\n{}\n--- apply stderr ---\n{}",
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        );
+        if let Some(node) = failed_console {
+            panic!(
+                "{what}: {node} reported a failure on its console after {secs:.0} s\n{output}\n{consoles}"
+            );
+        }
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{what}: apply failed after {secs:.0} s ({status:?})\n{output}\n{consoles}"
         );
         eprintln!("{what}: apply took {secs:.1} s");
         secs
