@@ -18,7 +18,9 @@
 #
 # Host tools (Debian packages): apt, dpkg, fakeroot, e2fsprogs, dosfstools, mtools, gdisk,
 # grub-efi-amd64-bin, grub-common, cpio, zstd, bzip2, binutils, kmod, cargo (for the guest
-# helper). Root is not needed: ownership inside the image comes from fakeroot and cpio -R.
+# helper). Root should not be needed (ownership inside the image comes from fakeroot; nothing
+# is mounted), though it has only been run as root so far. The guest helper is built in
+# $ROUNDHOUSE_LAB_GUEST_TARGET (default OUT_DIR/guest-target).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
