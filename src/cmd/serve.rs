@@ -82,7 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Logs go through a background writer: one synchronous write to stderr per request cost up
 /// to 45% of the server's throughput (docs/benchmarks.md). The writer blocks rather than drops
-/// lines if it ever falls 128k lines behind; keep the returned guard alive so the last lines
+/// lines if it ever falls 16k lines behind; keep the returned guard alive so the last lines
 /// are flushed on shutdown. Its thread writes whatever has queued up in one `write` (stderr
 /// itself is unbuffered: one system call per access-log line).
 fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
@@ -90,6 +90,9 @@ fn init_logging(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // Lines waiting for the writer thread count against the server's memory: the default
+        // 128k access-log lines of ~200 bytes can hold about 30 MB. Past this, requests wait.
+        .buffered_lines_limit(16 * 1024)
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,
             std::io::stderr(),
