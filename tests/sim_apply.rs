@@ -515,3 +515,74 @@ fn fault_slow_boot_within_the_deadline() {
     assert!(at("w1") > at("w2") && at("w1") > at("w3"), "{status:?}");
     lab.assert_status_matches_machines();
 }
+
+/// Faults during an in-place re-provision: w1 hangs in firmware after the reboot, w2's sshd
+/// refuses connections. Both fail with their reasons; w3 is re-provisioned; the failed nodes
+/// keep their confirmed installation in the store (the next plan tries in place again) and w2,
+/// which was never touched, still runs its old config.
+#[test]
+fn faults_during_in_place_reprovisioning() {
+    let mut lab = provisioned(WORKERS);
+    lab.set_faults(
+        "w1",
+        Faults {
+            hang_after_reboot: true,
+            ..Faults::default()
+        },
+    );
+    lab.set_faults(
+        "w2",
+        Faults {
+            ssh_refused: true,
+            ..Faults::default()
+        },
+    );
+    lab.wait_machine("w2", Duration::from_secs(10), "sshd stopped", |i| {
+        i.status.ssh_listening.is_empty()
+    });
+    let before = lab.status();
+    lab.change_snippet(&["w1", "w2", "w3"], 2);
+    let out = lab.apply(&["--in-place-timeout", "15", "--reach-timeout", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("failed: node w1: did not fetch its new final config"),
+        "{}",
+        text(&out)
+    );
+    let w2 = lab.node("w2");
+    assert!(
+        err.contains(&format!(
+            "failed: node w2: preparing the in-place re-provision: cannot reach core@{}:{} over SSH within 5s",
+            w2.address, w2.ssh_port
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        err.contains("apply: 1 succeeded, 2 failed, 0 not started"),
+        "{err}"
+    );
+    assert_eq!(lab.info("w1").status.phase, "hung");
+    let status = lab.status();
+    for w in ["w1", "w2"] {
+        assert_eq!(status[w]["state"], "failed", "{w}: {}", status[w]);
+        assert_eq!(
+            status[w]["applied_digest"], before[w]["applied_digest"],
+            "{w}: the confirmed installation stays recorded"
+        );
+        assert_eq!(status[w]["drift"], true, "{w}");
+    }
+    assert_eq!(status["w3"]["state"], "installed");
+    let plan = lab.plan_json();
+    assert_eq!(action_of(&plan, "w1"), "reprovision-in-place");
+    assert_eq!(action_of(&plan, "w2"), "reprovision-in-place");
+    // w2 was never touched: with sshd back it shows the generation status says it runs.
+    lab.set_faults("w2", Faults::default());
+    lab.wait_machine("w2", Duration::from_secs(10), "sshd back", |i| {
+        i.status.ssh_listening == vec![22]
+    });
+    assert_eq!(lab.ssh_ok("w2", "cat /etc/lab/generation"), "1");
+    assert_eq!(lab.ssh_ok("w3", "cat /etc/lab/generation"), "2");
+    lab.assert_status_matches_machines();
+}
