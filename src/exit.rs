@@ -7,12 +7,13 @@ pub const OK: u8 = 0;
 /// A runtime failure: I/O, network, a machine that did not come back.
 pub const FAILURE: u8 = 1;
 /// `plan --detailed-exitcode`: success, and there are changes to apply (Terraform's meaning).
-#[allow(dead_code)]
 pub const CHANGES: u8 = 2;
 /// The command line was wrong (BSD `EX_USAGE`).
 pub const USAGE: u8 = 64;
 /// The cluster file, a snippet or other input is invalid; nothing was written (`EX_DATAERR`).
 pub const INVALID_INPUT: u8 = 65;
+// 69 (`EX_UNAVAILABLE`, the lab's missing prerequisites) is `roundhouse_lab::EXIT_PREREQUISITES`,
+// carried by `LabError::exit_code`.
 
 /// An error that knows its exit code. Anything else that reaches `main` exits with [`FAILURE`].
 #[derive(Debug)]
