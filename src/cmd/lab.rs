@@ -22,6 +22,7 @@ use crate::exit::Exit;
 /// Examples:
 ///   roundhouse lab demo
 ///   roundhouse lab up --controllers 3 --workers 3
+///   roundhouse lab up --qemu 2 --controllers 1
 ///   roundhouse apply roundhouse-lab/cluster.hcl --yes
 ///   roundhouse lab status
 ///   roundhouse lab power worker-1 cycle
@@ -53,20 +54,34 @@ pub enum LabCommand {
     Up {
         #[command(flatten)]
         dir: DirArg,
-        /// Number of controllers.
-        #[arg(long, default_value_t = 3)]
-        controllers: usize,
-        /// Number of workers.
-        #[arg(long, default_value_t = 3)]
-        workers: usize,
+        /// Number of controllers (default 3; 1 with --qemu).
+        #[arg(long)]
+        controllers: Option<usize>,
+        /// Number of workers (default 3).
+        #[arg(long)]
+        workers: Option<usize>,
         /// Multiplies every simulated boot duration (1 = a Flatcar VM's timings, PXE install
-        /// about a minute; 0.02 = about a second).
-        #[arg(long, default_value_t = 0.02, value_name = "F")]
-        time_scale: f64,
+        /// about a minute; default 0.02 = about a second).
+        #[arg(long, value_name = "F")]
+        time_scale: Option<f64>,
         /// How the cluster file powers machines: roundhouse's Redfish driver against each
-        /// simulated BMC, or a command driver running `roundhouse lab power NODE pxe`.
-        #[arg(long, default_value = "redfish", value_name = "redfish|command")]
-        power: PowerMode,
+        /// simulated BMC (default), or a command driver running `roundhouse lab power NODE pxe`.
+        #[arg(long, value_name = "redfish|command")]
+        power: Option<PowerMode>,
+        /// Real machines instead of simulated ones: N QEMU VMs (UEFI, iPXE, GRUB, a Debian
+        /// kernel, CoreOS Ignition; image built by lab/qemu/build-image.sh and cached), each
+        /// behind its own IPMI BMC (OpenIPMI ipmi_sim); the cluster file uses the IPMI driver.
+        /// The first --controllers are controllers, the rest workers. See docs/lab.md.
+        #[arg(long, value_name = "N", conflicts_with_all = ["workers", "time_scale", "power"])]
+        qemu: Option<usize>,
+        /// Where --qemu builds and caches the machine image (default
+        /// ~/.cache/roundhouse/qemu-image).
+        #[arg(long, value_name = "DIR", requires = "qemu")]
+        image_dir: Option<PathBuf>,
+        /// The address the --qemu boot server listens on; the VMs reach it through QEMU's NAT
+        /// (default: the host's address towards its default route).
+        #[arg(long, value_name = "IP", requires = "qemu")]
+        host_ip: Option<String>,
     },
     /// Stop the lab's processes and remove its mounts (files stay unless --purge).
     Down {
@@ -145,16 +160,30 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             workers,
             time_scale,
             power,
+            qemu,
+            image_dir,
+            host_ip,
         } => {
-            let state = roundhouse_lab::up(&UpOptions {
-                dir: dir.dir.clone(),
-                controllers,
-                workers,
-                time_scale,
-                binary: binary()?,
-                power,
-                detach: true,
-            })
+            let state = match qemu {
+                Some(n) => roundhouse_lab::qemu::up(&roundhouse_lab::qemu::QemuOptions {
+                    dir: dir.dir.clone(),
+                    machines: n,
+                    controllers: controllers.unwrap_or(1),
+                    binary: binary()?,
+                    image_dir: image_dir.unwrap_or_else(roundhouse_lab::qemu::default_image_dir),
+                    scripts: roundhouse_lab::qemu::default_scripts(),
+                    host_ip,
+                }),
+                None => roundhouse_lab::up(&UpOptions {
+                    dir: dir.dir.clone(),
+                    controllers: controllers.unwrap_or(3),
+                    workers: workers.unwrap_or(3),
+                    time_scale: time_scale.unwrap_or(0.02),
+                    binary: binary()?,
+                    power: power.unwrap_or(PowerMode::Redfish),
+                    detach: true,
+                }),
+            }
             .map_err(lab_error)?;
             let lab = roundhouse_lab::LabDir::new(&dir.dir).map_err(lab_error)?;
             println!("{}", roundhouse_lab::demo::up_summary(&lab, &state));

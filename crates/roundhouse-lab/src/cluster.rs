@@ -25,7 +25,7 @@ pub const RELEASE_FILE: &str = "/etc/roundhouse-lab/release";
 /// A public key for `ssh_pubkeys`, which must not be empty. Nobody holds its private half:
 /// log in with the operator key roundhouse generates (`assets/keys/operator_ed25519`), or
 /// put your own key here.
-const PLACEHOLDER_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEwEbST/X/2YKziaO3t8rbKsfdLARHKCbsKAl9kE5Ml lab-placeholder";
+pub const PLACEHOLDER_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEwEbST/X/2YKziaO3t8rbKsfdLARHKCbsKAl9kE5Ml lab-placeholder";
 
 /// Machine names and MACs for `controllers` controllers and `workers` workers.
 pub fn machine_names(controllers: usize, workers: usize) -> Vec<(String, &'static str, String)> {

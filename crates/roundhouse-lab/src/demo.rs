@@ -757,11 +757,14 @@ async fn read_node(
 
 /// What `lab up` prints: where things are and what to run next.
 pub fn up_summary(lab: &LabDir, state: &LabState) -> String {
+    let machines = match &state.qemu {
+        Some(q) => format!("QEMU machines, image {}", q.image_dir.display()),
+        None => format!("http://{} (simulator control API)", state.control),
+    };
     let mut s = format!(
-        "lab running in {}\n  boot server  {}\n  simulator    http://{} (control API)\n  cluster file {}\n\n",
+        "lab running in {}\n  boot server  {}\n  machines     {machines}\n  cluster file {}\n\n",
         lab.root().display(),
         state.boot_url,
-        state.control,
         lab.cluster_file().display()
     );
     s.push_str(&format!(

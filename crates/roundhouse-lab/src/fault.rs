@@ -50,6 +50,11 @@ pub fn set(dir: &std::path::Path, node: &str, names: &[String]) -> Result<String
     let lab = LabDir::new(dir)?;
     let state = lab.load()?;
     let machine = state.machine(node)?;
+    if state.qemu.is_some() {
+        return Err(LabError::Other(
+            "faults are a simulator feature; a QEMU lab's machines are real VMs".into(),
+        ));
+    }
     let faults = faults_object(names)?;
     let url = format!("http://{}/machines/{}/faults", state.control, machine.mac);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -173,6 +173,9 @@ pub struct LabState {
     pub serve: Option<Proc>,
     /// The simulator, while running.
     pub fleet: Option<Proc>,
+    /// The QEMU machines and their BMCs of a `lab up --qemu` lab (then `fleet` is unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<crate::qemu::QemuLab>,
 }
 
 impl LabState {

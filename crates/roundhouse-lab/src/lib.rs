@@ -15,6 +15,7 @@ pub mod layout;
 pub mod power;
 pub mod preflight;
 pub mod procs;
+pub mod qemu;
 pub mod status;
 pub mod up;
 

@@ -131,6 +131,12 @@ pub fn power(dir: &std::path::Path, node: &str, action: PowerAction) -> Result<S
     let lab = LabDir::new(dir)?;
     let state: LabState = lab.load()?;
     let machine = state.machine(node)?;
+    if state.qemu.is_some() {
+        return Err(LabError::Other(format!(
+            "{node} is a QEMU machine behind an IPMI BMC: use `roundhouse power {} {node} ACTION`",
+            lab.cluster_file().display()
+        )));
+    }
     let password = std::fs::read_to_string(lab.bmc_password_file())
         .map_err(LabError::io(lab.bmc_password_file()))?
         .trim()

@@ -44,6 +44,9 @@ pub struct MachineStatus {
 
 /// Reads the simulator's machine table and joins it with the lab's nodes.
 pub fn collect(lab: &LabDir, state: &LabState) -> Result<Vec<MachineStatus>, LabError> {
+    if let Some(q) = &state.qemu {
+        return crate::qemu::status(lab, state, q);
+    }
     if running(lab, state).len() < 2 {
         return Err(LabError::NotRunning(lab.root().to_path_buf()));
     }

@@ -36,7 +36,7 @@ pub struct UpOptions {
 pub const MAX_MACHINES: usize = 200;
 
 /// Progress lines go to stderr so stdout stays for results.
-fn progress(msg: impl std::fmt::Display) {
+pub(crate) fn progress(msg: impl std::fmt::Display) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "lab: {msg}");
 }
@@ -50,6 +50,9 @@ pub fn running(lab: &LabDir, state: &LabState) -> Vec<(&'static str, u32)> {
         {
             out.push((what, p.pid));
         }
+    }
+    if let Some(q) = &state.qemu {
+        out.extend(crate::qemu::running(lab, q));
     }
     out
 }
@@ -137,7 +140,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         .and_then(|p| p.boot_url.rsplit(':').next())
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(0);
-    let (serve, boot_url) = start_serve(&lab, &opts.binary, serve_port, opts.detach)?;
+    let (serve, boot_url) = start_serve(&lab, &opts.binary, "127.0.0.1", serve_port, opts.detach)?;
     started.procs.push(serve.clone());
     progress(format!(
         "boot server listening on {boot_url} (pid {})",
@@ -206,6 +209,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         machines,
         serve: Some(serve),
         fleet: Some(fleet),
+        qemu: None,
     };
     lab.save(&state)?;
     started.procs.clear();
@@ -213,14 +217,14 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
 }
 
 /// Stops what `up` started if it returns early.
-struct Started {
-    lab: LabDir,
-    procs: Vec<Proc>,
+pub(crate) struct Started {
+    pub(crate) lab: LabDir,
+    pub(crate) procs: Vec<Proc>,
 }
 
 impl Started {
     /// Keeps the processes running: they were handed on.
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.procs.clear();
     }
 }
@@ -243,7 +247,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
         .map_err(|e| LabError::Other(format!("starting the async runtime: {e}")))
 }
 
-fn bmc_password(lab: &LabDir) -> Result<String, LabError> {
+pub(crate) fn bmc_password(lab: &LabDir) -> Result<String, LabError> {
     let path = lab.bmc_password_file();
     if let Ok(p) = std::fs::read_to_string(&path)
         && !p.trim().is_empty()
@@ -307,9 +311,11 @@ fn wait_for<T>(
     }
 }
 
-fn start_serve(
+/// Starts `roundhouse serve` on `host:port` (port 0: any) and returns it and its base URL.
+pub(crate) fn start_serve(
     lab: &LabDir,
     binary: &Path,
+    host: &str,
     port: u16,
     detach: bool,
 ) -> Result<(Proc, String), LabError> {
@@ -318,7 +324,7 @@ fn start_serve(
     let mut cmd = Command::new(binary);
     cmd.arg("serve")
         .arg("--address")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("{host}:{port}"))
         .arg("--data-path")
         .arg(lab.data_dir())
         .arg("--state-path")
@@ -424,6 +430,9 @@ pub fn down(dir: &Path, purge: bool) -> Result<DownReport, LabError> {
     let lab = LabDir::new(dir)?;
     let mut state = lab.load()?;
     let mut report = DownReport::default();
+    if let Some(q) = &state.qemu {
+        report.stopped.extend(crate::qemu::stop_machines(&lab, q));
+    }
     for (what, slot) in [
         ("simulator", &mut state.fleet),
         ("boot server", &mut state.serve),
