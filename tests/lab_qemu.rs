@@ -1,0 +1,266 @@
+//! `roundhouse lab up --qemu 1` end to end: one real QEMU machine (UEFI, iPXE, GRUB, a
+//! Debian kernel, CoreOS Ignition) behind its own `ipmi_sim` BMC. `apply --yes` PXE-installs
+//! it over IPMI; `lab status` shows it powered on with its SSH forward; `roundhouse status`
+//! says installed; SSH with the pinned host key reaches the installed OS, where the
+//! controller hook ran; `lab down` leaves no process behind.
+//!
+//! Ignored by default: a PXE install under TCG takes minutes (docs/lab.md). Run it with
+//! `cargo test --test lab_qemu -- --ignored`. Needs the Debian packages that
+//! `scripts/install-test-deps` installs (QEMU, OVMF, iPXE, OpenIPMI, the image build tools,
+//! openssh-client); `lab up` names any that are missing. The image is built or reused from
+//! `<target>/qemu-lab/image` (shared with tests/qemu_flatcar.rs); the lab directory,
+//! consoles included, is kept in `<target>/qemu-lab/lab-up` after a run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_roundhouse");
+
+/// `<target dir>/qemu-lab`: the binary under test lives in `<target dir>/<profile>/`.
+fn lab_cache() -> PathBuf {
+    Path::new(BIN)
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("qemu-lab"))
+        .expect("the roundhouse binary lives in a target directory")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn roundhouse(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roundhouse")
+}
+
+/// Pids of processes (other than this one) whose command line mentions `dir`.
+fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            cmd.windows(needle.len())
+                .any(|w| w == needle)
+                .then(|| (pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// Stops the lab even when an assertion fails, so no VM or BMC outlives the test.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if self.0.join("lab.json").exists() {
+            let _ = Command::new(BIN)
+                .args(["lab", "down", "--dir"])
+                .arg(self.0)
+                .output();
+        }
+    }
+}
+
+fn serial_tail(dir: &Path) -> String {
+    let s = std::fs::read(dir.join("vm/controller-1/serial.log"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+        .unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[test]
+#[ignore = "boots a real VM under TCG: minutes; run with --ignored (docs/lab.md)"]
+fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
+    let ssh_found = Command::new("sh")
+        .args(["-c", "command -v ssh"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ssh_found,
+        "ssh not found: install the Debian package openssh-client"
+    );
+    let dir = lab_cache().join("lab-up");
+    if dir.join("lab.json").exists() {
+        // A killed earlier run may have left its machines on.
+        let _ = roundhouse(
+            &lab_cache(),
+            &["lab", "down", "--purge", "--dir", &dir.to_string_lossy()],
+        );
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("remove the previous run's lab");
+    }
+    let dir_s = dir.to_string_lossy().to_string();
+    let image = lab_cache().join("image");
+    std::fs::create_dir_all(&image).expect("create the image cache");
+    let _down = Down(&dir);
+
+    let started = Instant::now();
+    let up = roundhouse(
+        &lab_cache(),
+        &[
+            "lab",
+            "up",
+            "--qemu",
+            "1",
+            "--dir",
+            &dir_s,
+            "--image-dir",
+            &image.to_string_lossy(),
+        ],
+    );
+    assert!(
+        up.status.success(),
+        "lab up --qemu 1 (exit 69 means a Debian package is missing; the message names it): {}",
+        text(&up)
+    );
+    eprintln!("lab up took {:.1} s", started.elapsed().as_secs_f64());
+    let cluster = std::fs::read_to_string(dir.join("cluster.hcl")).expect("the cluster file");
+    assert!(cluster.contains("driver        = \"ipmi\""), "{cluster}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("lab.json")).expect("lab.json"))
+            .expect("lab.json is JSON");
+    let bmc_dir = PathBuf::from(
+        state["qemu"]["machines"][0]["bmc_dir"]
+            .as_str()
+            .expect("lab.json records the BMC"),
+    );
+
+    let started = Instant::now();
+    let mut apply = Command::new(BIN)
+        .args(["apply", "cluster.hcl", "--yes"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run roundhouse apply");
+    // A PXE install takes 65–150 s under TCG; well past that something hangs.
+    let deadline = Duration::from_secs(900);
+    while apply.try_wait().expect("wait for apply").is_none() {
+        if started.elapsed() > deadline {
+            let _ = apply.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = apply.wait_with_output().expect("apply output");
+    assert!(
+        out.status.success(),
+        "apply failed after {:.0} s: {}\n--- console (tail) ---\n{}",
+        started.elapsed().as_secs_f64(),
+        text(&out),
+        serial_tail(&dir)
+    );
+    eprintln!(
+        "apply (PXE install over IPMI) took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The install went through the BMC: PXE chosen and the power switched by ipmi_sim.
+    let calls = std::fs::read_to_string(bmc_dir.join("calls")).unwrap_or_default();
+    assert!(calls.contains("set boot pxe"), "BMC calls:\n{calls}");
+    assert!(calls.contains("set power 1"), "BMC calls:\n{calls}");
+
+    let status = roundhouse(
+        &dir,
+        &["lab", "status", "--dir", &dir_s, "--output", "json"],
+    );
+    assert!(status.status.success(), "lab status: {}", text(&status));
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let row = &rows[0];
+    assert_eq!(row["name"], "controller-1", "{rows}");
+    assert_eq!(row["power"], "on", "{rows}");
+    assert_eq!(row["phase"], "running", "{rows}");
+    assert_eq!(row["disks"][0], "vda: partitioned", "{rows}");
+    let ssh_addr = row["ssh"].as_str().expect("an SSH forward").to_string();
+    let (addr, port) = ssh_addr.rsplit_once(':').expect("ADDRESS:PORT");
+
+    let rs = roundhouse(&dir, &["status", "cluster.hcl", "--output", "json"]);
+    assert!(rs.status.success(), "status: {}", text(&rs));
+    let v: serde_json::Value = serde_json::from_slice(&rs.stdout).expect("JSON");
+    let node = &v["nodes"][0];
+    assert_eq!(node["state"], "installed", "{v}");
+    assert_eq!(node["applied_digest"], node["desired_digest"], "{v}");
+
+    // SSH with the operator key, accepting only the host key roundhouse pinned.
+    let keys = dir.join("assets/keys");
+    let host_pub =
+        std::fs::read_to_string(keys.join("hosts/controller-1/ssh_host_ed25519_key.pub"))
+            .expect("the node's pinned host key");
+    let known = dir.join("known_hosts");
+    std::fs::write(&known, format!("[{addr}]:{port} {}\n", host_pub.trim()))
+        .expect("write known_hosts");
+    let ssh = Command::new("ssh")
+        .arg("-i")
+        .arg(keys.join("operator_ed25519"))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-p",
+            port,
+            &format!("core@{addr}"),
+            "hostname; cat /etc/roundhouse-lab/release; cat /etc/roundhouse-lab/secrets-installed",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    assert!(ssh.status.success(), "ssh: {}", text(&ssh));
+    let seen = String::from_utf8_lossy(&ssh.stdout).into_owned();
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("controller-1"), "{seen}");
+    assert_eq!(lines.next(), Some("role=controller revision=1"), "{seen}");
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.ends_with("/etc/ssl/etcd/ca.crt")),
+        "the hook's marker: {seen}"
+    );
+
+    let down = roundhouse(&lab_cache(), &["lab", "down", "--dir", &dir_s]);
+    assert!(down.status.success(), "lab down: {}", text(&down));
+    let said = String::from_utf8_lossy(&down.stdout);
+    for what in ["QEMU machine", "BMC (ipmi_sim)", "boot server"] {
+        assert!(
+            said.contains(what),
+            "lab down did not stop the {what}:\n{said}"
+        );
+    }
+    // bmc.sh's supervisor and QEMU may take a moment to be reaped.
+    let gone = Instant::now();
+    let mut left = processes_in(&dir);
+    while !left.is_empty() && gone.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        left = processes_in(&dir);
+    }
+    assert!(left.is_empty(), "processes left after lab down: {left:?}");
+    let after = roundhouse(&dir, &["lab", "status", "--dir", &dir_s]);
+    assert!(
+        !after.status.success(),
+        "lab status after down: {}",
+        text(&after)
+    );
+}
