@@ -101,6 +101,11 @@ pub struct Server {
     listener: std::net::TcpListener,
     state: AppState,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    /// Fingerprints (full, quick) of the data taken just before it was loaded: the reload
+    /// loop compares against these, so a change made while loading or before the loop first
+    /// runs is not missed (requests are answered on other threads, so a client can see the
+    /// server up and change the data before the loop's first look).
+    loaded: (u64, u64),
 }
 
 impl std::fmt::Debug for Server {
@@ -114,6 +119,16 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Loads the data directory and state, and binds the listening socket.
     pub fn bind(config: ServeConfig) -> Result<Server, ServerError> {
+        let loaded = match &config.data_path {
+            Some(data) => {
+                let sd = config.state_dir();
+                (
+                    fingerprint(data, sd.as_deref()),
+                    quick_fingerprint(data, sd.as_deref()),
+                )
+            }
+            None => (0, 0),
+        };
         let snapshot = match &config.data_path {
             Some(data) => {
                 let snap = load_snapshot(data, config.state_dir().as_deref())?;
@@ -154,6 +169,7 @@ impl Server {
             listener,
             state,
             tls,
+            loaded,
         })
     }
 
@@ -191,6 +207,7 @@ impl Server {
                 data.clone(),
                 self.config.state_dir(),
                 interval,
+                self.loaded,
             ))),
             _ => None,
         };
@@ -505,6 +522,7 @@ async fn reload_loop(
     data: PathBuf,
     state_dir: Option<PathBuf>,
     interval: Duration,
+    loaded: (u64, u64),
 ) {
     let fp = |data: PathBuf, sd: Option<PathBuf>, full: bool| async move {
         tokio::task::spawn_blocking(move || {
@@ -517,8 +535,7 @@ async fn reload_loop(
         .await
         .unwrap_or(0)
     };
-    let mut seen = fp(data.clone(), state_dir.clone(), true).await;
-    let mut seen_quick = fp(data.clone(), state_dir.clone(), false).await;
+    let (mut seen, mut seen_quick) = loaded;
     let mut tick: u32 = 0;
     loop {
         tokio::time::sleep(interval).await;
