@@ -264,3 +264,27 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
         text(&after)
     );
 }
+
+/// Missing packages are named before anything starts: exit 69, nothing created.
+#[test]
+fn missing_packages_are_named_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("lab");
+    let out = Command::new(BIN)
+        .args(["lab", "up", "--qemu", "1", "--dir"])
+        .arg(&dir)
+        // Nothing is found on an empty PATH.
+        .env("PATH", "")
+        .output()
+        .expect("run roundhouse");
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for package in ["qemu-system-x86", "openipmi", "grub-common", "e2fsprogs"] {
+        assert!(err.contains(&format!("apt-get install {package}")), "{err}");
+    }
+    assert!(
+        !dir.exists(),
+        "lab up created {} before failing",
+        dir.display()
+    );
+}
