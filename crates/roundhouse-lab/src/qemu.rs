@@ -423,11 +423,43 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
     std::fs::write(lab.bmc_password_file(), format!("{password}\n"))
         .map_err(LabError::io(lab.bmc_password_file()))?;
 
+    let image_dir = std::path::absolute(&opts.image_dir).map_err(LabError::io(&opts.image_dir))?;
+    let (machines, qemu_machines) = match &previous {
+        Some(prev) => (
+            prev.machines.clone(),
+            prev.qemu
+                .as_ref()
+                .map(|q| q.machines.clone())
+                .unwrap_or_default(),
+        ),
+        None => plan_machines(&lab, opts.controllers, opts.machines)?,
+    };
+    let mut state = LabState {
+        binary: opts.binary.clone(),
+        time_scale: 1.0,
+        boot_url: previous
+            .as_ref()
+            .map(|p| p.boot_url.clone())
+            .unwrap_or_default(),
+        control: String::new(),
+        port_base: 0,
+        bmc_username: "admin".into(),
+        machines: machines.clone(),
+        serve: None,
+        fleet: None,
+        qemu: Some(QemuLab {
+            scripts: scripts.clone(),
+            image_dir: image_dir.clone(),
+            machines: qemu_machines.clone(),
+        }),
+    };
+    // Recorded before anything starts, so a failed start (an image build that fails, say) can
+    // be retried with the same command, or cleaned with `lab down --purge`.
+    lab.save(&state)?;
     progress(format!(
         "building the machine image (or finding it cached) in {}",
         opts.image_dir.display()
     ));
-    let image_dir = std::path::absolute(&opts.image_dir).map_err(LabError::io(&opts.image_dir))?;
     let started_build = Instant::now();
     script(
         &scripts,
@@ -462,16 +494,6 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
         serve.pid
     ));
 
-    let (machines, qemu_machines) = match &previous {
-        Some(prev) => (
-            prev.machines.clone(),
-            prev.qemu
-                .as_ref()
-                .map(|q| q.machines.clone())
-                .unwrap_or_default(),
-        ),
-        None => plan_machines(&lab, opts.controllers, opts.machines)?,
-    };
     if !lab.cluster_file().exists() {
         let text = cluster_file(&lab, &boot_url, &machines, &qemu_machines);
         let path = lab.cluster_file();
@@ -547,22 +569,8 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
             m.ssh_port
         ));
     }
-    let state = LabState {
-        binary: opts.binary.clone(),
-        time_scale: 1.0,
-        boot_url,
-        control: String::new(),
-        port_base: 0,
-        bmc_username: "admin".into(),
-        machines,
-        serve: Some(serve),
-        fleet: None,
-        qemu: Some(QemuLab {
-            scripts,
-            image_dir,
-            machines: qemu_machines,
-        }),
-    };
+    state.boot_url = boot_url;
+    state.serve = Some(serve);
     lab.save(&state)?;
     bmcs.machines.clear();
     serve_guard.disarm();
