@@ -140,12 +140,166 @@ impl KeyPair {
                 });
             }
         };
-        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::Invalid {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let key = decode_private(&text, path)?;
         Self::from_key(key, path).map(Some)
     }
+}
+
+/// A node's host key as roundhouse uses it: the private key's OpenSSH text goes into the node's
+/// final config, the public half is pinned. Nothing here signs, so the private key is never
+/// decoded into a key object: decoding derives the public half with an Ed25519 scalar
+/// multiplication, which was a third of rendering a 10,000-node cluster.
+#[derive(Clone)]
+pub struct HostKeyPair {
+    private_openssh: String,
+    public: PublicKey,
+    public_openssh: String,
+}
+
+impl std::fmt::Debug for HostKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostKeyPair")
+            .field("public", &self.public_openssh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostKeyPair {
+    /// The public key, for pinning.
+    pub fn public(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    /// The public key as an OpenSSH line.
+    pub fn public_openssh(&self) -> &str {
+        &self.public_openssh
+    }
+
+    fn from_pair(k: KeyPair) -> HostKeyPair {
+        HostKeyPair {
+            public: k.public(),
+            private_openssh: k.private_openssh,
+            public_openssh: k.public_openssh,
+        }
+    }
+
+    /// Loads `path` and its `.pub`. When the private file is exactly what roundhouse writes
+    /// (canonical OpenSSH armor, unencrypted ed25519) and the public key inside it equals the
+    /// `.pub` file, the texts are taken as they are; anything else goes through a full decode,
+    /// which also re-derives the public half.
+    fn load(path: &Path) -> Result<Option<HostKeyPair>, KeyError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(KeyError::Io {
+                    action: "reading",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
+        let fast = std::fs::read_to_string(Path::new(&pub_path))
+            .ok()
+            .and_then(|line| PublicKey::from_openssh(line.trim()).ok())
+            .filter(|public| public.algorithm() == russh::keys::ssh_key::Algorithm::Ed25519)
+            .and_then(|public| {
+                let blob = public.key_data().ed25519()?.0;
+                canonical_ed25519_public(&text).filter(|p| *p == blob)?;
+                let public_openssh = public.to_openssh().ok()?;
+                Some(HostKeyPair {
+                    private_openssh: text.clone(),
+                    public,
+                    public_openssh,
+                })
+            });
+        match fast {
+            Some(k) => Ok(Some(k)),
+            None => {
+                let key = decode_private(&text, path)?;
+                KeyPair::from_key(key, path).map(|k| Some(HostKeyPair::from_pair(k)))
+            }
+        }
+    }
+}
+
+/// The ed25519 public key inside an OpenSSH private key file, if the file is in the exact form
+/// roundhouse (ssh-key) writes: armor lines, base64 wrapped at 70 columns, LF endings,
+/// unencrypted, one key, the public key equal in the header and the private section, and the
+/// two check integers equal. `None` means "decode it properly", never "invalid".
+fn canonical_ed25519_public(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let body = text
+        .strip_prefix("-----BEGIN OPENSSH PRIVATE KEY-----\n")?
+        .strip_suffix("-----END OPENSSH PRIVATE KEY-----\n")?;
+    let lines: Vec<&str> = body.lines().collect();
+    let (last, full) = lines.split_last()?;
+    if full.iter().any(|l| l.len() != 70) || last.is_empty() || last.len() > 70 {
+        return None;
+    }
+    if !body.ends_with('\n') || body.contains('\r') {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(lines.concat())
+        .ok()?;
+    let mut r = Reader(&bytes);
+    if r.take(15)? != b"openssh-key-v1\0" {
+        return None;
+    }
+    if r.string()? != b"none" || r.string()? != b"none" || !r.string()?.is_empty() {
+        return None;
+    }
+    if r.u32()? != 1 {
+        return None;
+    }
+    let mut header = Reader(r.string()?);
+    if header.string()? != b"ssh-ed25519" {
+        return None;
+    }
+    let public: [u8; 32] = header.string()?.try_into().ok()?;
+    let mut private = Reader(r.string()?);
+    if private.u32()? != private.u32()? || private.string()? != b"ssh-ed25519" {
+        return None;
+    }
+    let inner_public = private.string()?;
+    let keypair = private.string()?;
+    if inner_public != public || keypair.len() != 64 || keypair[32..] != public {
+        return None;
+    }
+    Some(public)
+}
+
+/// Length-prefixed fields of the OpenSSH key format (RFC 4251 `string` and `uint32`).
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        self.take(n)
+    }
+}
+
+fn decode_private(text: &str, path: &Path) -> Result<PrivateKey, KeyError> {
+    PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Every managed key of a cluster, and which of them are new (not yet on disk).
@@ -155,7 +309,7 @@ pub struct LoadedKeys {
     /// The operator key.
     pub operator: KeyPair,
     /// Host keys by node name.
-    pub hosts: BTreeMap<String, KeyPair>,
+    pub hosts: BTreeMap<String, HostKeyPair>,
     new_operator: bool,
     new_hosts: Vec<String>,
 }
@@ -195,26 +349,28 @@ impl KeyStore {
                 true,
             ),
         };
-        // Decoding a key derives its public half (an Ed25519 scalar multiplication): with
-        // thousands of nodes that is most of a render, so spread it over the cores.
+        // Reading thousands of key files (and decoding those not in canonical form, which
+        // derives the public half) is spread over the cores.
         let nodes: Vec<&str> = nodes.into_iter().collect();
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(nodes.len().max(1));
         let chunk = nodes.len().div_ceil(workers).max(1);
-        type Loaded = Result<Vec<(String, KeyPair, bool)>, KeyError>;
+        type Loaded = Result<Vec<(String, HostKeyPair, bool)>, KeyError>;
         let results: Vec<Loaded> = std::thread::scope(|scope| {
             let handles: Vec<_> = nodes
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|node| match KeyPair::load(&self.host_path(node))? {
+                            .map(|node| match HostKeyPair::load(&self.host_path(node))? {
                                 Some(k) => Ok((node.to_string(), k, false)),
                                 None => Ok((
                                     node.to_string(),
-                                    KeyPair::generate(&format!("root@{node}"))?,
+                                    HostKeyPair::from_pair(KeyPair::generate(&format!(
+                                        "root@{node}"
+                                    ))?),
                                     true,
                                 )),
                             })
@@ -278,19 +434,28 @@ impl LoadedKeys {
     /// a crash never leaves half a key. Existing keys are never overwritten.
     pub fn persist(&mut self) -> Result<(), KeyError> {
         if self.new_operator {
-            write_pair(&self.store.operator_path(), &self.operator)?;
+            let k = &self.operator;
+            write_pair(
+                &self.store.operator_path(),
+                &k.private_openssh,
+                &k.public_openssh,
+            )?;
             self.new_operator = false;
         }
         for node in std::mem::take(&mut self.new_hosts) {
             if let Some(k) = self.hosts.get(&node) {
-                write_pair(&self.store.host_path(&node), k)?;
+                write_pair(
+                    &self.store.host_path(&node),
+                    &k.private_openssh,
+                    &k.public_openssh,
+                )?;
             }
         }
         Ok(())
     }
 }
 
-fn write_pair(path: &Path, key: &KeyPair) -> Result<(), KeyError> {
+fn write_pair(path: &Path, private_openssh: &str, public_openssh: &str) -> Result<(), KeyError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
         action: "creating",
@@ -302,10 +467,10 @@ fn write_pair(path: &Path, key: &KeyPair) -> Result<(), KeyError> {
     // Public half first: a private key without its .pub is still complete, the reverse is not.
     write_atomic(
         Path::new(&public),
-        format!("{}\n", key.public_openssh.trim_end()).as_bytes(),
+        format!("{}\n", public_openssh.trim_end()).as_bytes(),
         0o644,
     )?;
-    write_atomic(path, key.private_openssh.as_bytes(), 0o600)
+    write_atomic(path, private_openssh.as_bytes(), 0o600)
 }
 
 /// Writes `bytes` to `path` atomically with `mode`: temp file beside it, fsync, rename, fsync
@@ -386,6 +551,75 @@ mod tests {
         std::fs::write(store.operator_path(), "not a key").unwrap();
         let err = store.load_or_generate("c", ["n1"]).unwrap_err();
         assert!(matches!(err, KeyError::Invalid { .. }), "{err}");
+    }
+
+    /// The shortcut must give exactly what a full decode gives, or render digests would change.
+    #[test]
+    fn host_keys_read_without_decoding_equal_a_full_decode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path());
+        store
+            .load_or_generate("c", ["n1"])
+            .unwrap()
+            .persist()
+            .unwrap();
+        let path = store.host_path("n1");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            canonical_ed25519_public(&text).is_some(),
+            "what we write is canonical"
+        );
+
+        let fast = HostKeyPair::load(&path).unwrap().unwrap();
+        let full = HostKeyPair::from_pair(
+            KeyPair::from_key(decode_private(&text, &path).unwrap(), &path).unwrap(),
+        );
+        assert_eq!(fast.private_openssh, full.private_openssh);
+        assert_eq!(fast.public_openssh, full.public_openssh);
+        assert_eq!(fast.public(), full.public());
+    }
+
+    /// A `.pub` that does not belong to the private key is not trusted: the public half is
+    /// derived from the private key, as before the shortcut existed.
+    #[test]
+    fn a_mismatched_pub_file_falls_back_to_the_private_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path());
+        let mut keys = store.load_or_generate("c", ["n1", "n2"]).unwrap();
+        keys.persist().unwrap();
+        let pub_of = |node: &str| {
+            let mut p = store.host_path(node).into_os_string();
+            p.push(".pub");
+            PathBuf::from(p)
+        };
+        std::fs::copy(pub_of("n2"), pub_of("n1")).unwrap();
+        let loaded = HostKeyPair::load(&store.host_path("n1")).unwrap().unwrap();
+        assert_eq!(loaded.public_openssh, keys.hosts["n1"].public_openssh);
+        assert_ne!(loaded.public_openssh, keys.hosts["n2"].public_openssh);
+    }
+
+    /// Keys placed by hand in another layout (CRLF here) still load, through the full decode.
+    #[test]
+    fn a_non_canonical_host_key_file_is_decoded_fully() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path());
+        let mut keys = store.load_or_generate("c", ["n1"]).unwrap();
+        keys.persist().unwrap();
+        let path = store.host_path("n1");
+        let crlf = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace('\n', "\r\n");
+        assert!(canonical_ed25519_public(&crlf).is_none());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, &crlf).unwrap();
+        let loaded = HostKeyPair::load(&path).unwrap().unwrap();
+        assert_eq!(loaded.public_openssh, keys.hosts["n1"].public_openssh);
+        // A damaged host key is an error, not a new key.
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(
+            HostKeyPair::load(&path),
+            Err(KeyError::Invalid { .. })
+        ));
     }
 
     #[test]
