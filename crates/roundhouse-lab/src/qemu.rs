@@ -340,11 +340,16 @@ pub fn stop_machines(lab: &LabDir, q: &QemuLab) -> Vec<(&'static str, u32, bool)
     }
     let mut report = Vec::new();
     for (what, pid) in before {
-        let proc = Proc {
-            pid,
-            log: PathBuf::new(),
-        };
-        let killed = procs::stop(&proc, lab.root(), Duration::from_secs(10));
+        // Only what bmc.sh left running is signalled: a pid that ended may already be reused.
+        let killed = procs::alive(pid, lab.root())
+            && procs::stop(
+                &Proc {
+                    pid,
+                    log: PathBuf::new(),
+                },
+                lab.root(),
+                Duration::from_secs(10),
+            );
         report.push((what, pid, killed));
     }
     report
