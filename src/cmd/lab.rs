@@ -49,8 +49,9 @@ pub enum LabCommand {
     ///
     /// Writes DIR/cluster.hcl (controllers and workers, role snippets in DIR/snippets, a
     /// post-provision hook for controllers, power through `roundhouse lab power`), starts
-    /// the boot server and the simulator, and records pids and ports in DIR/lab.json. A
-    /// restarted lab keeps its files, ports and installed disks.
+    /// the boot server and the simulator (with --qemu: QEMU machines, each behind its own
+    /// IPMI BMC), and records pids and ports in DIR/lab.json. A restarted lab keeps its
+    /// files, ports and installed disks.
     Up {
         #[command(flatten)]
         dir: DirArg,

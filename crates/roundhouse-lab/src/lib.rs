@@ -5,6 +5,9 @@
 //! `roundhouse lab fleet-run` (the simulator, `roundhouse-sim` as a library). Their pids,
 //! ports and the machines' addresses are in `<dir>/lab.json`; everything else a user touches
 //! (cluster file, snippets) is plain files beside it.
+//!
+//! `lab up --qemu N` ([`qemu`]) runs real QEMU machines instead of the simulator, each behind
+//! an OpenIPMI `ipmi_sim` BMC, through the scripts in `lab/qemu/`.
 
 pub mod cluster;
 pub mod demo;
