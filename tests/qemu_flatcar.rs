@@ -2,21 +2,23 @@
 //! the real CoreOS Ignition) built by `lab/qemu/build-image.sh`, provisioned and re-provisioned
 //! by `roundhouse apply` through `roundhouse serve`.
 //!
-//! A controller and a worker, three applies:
-//! 1. First install without PXE: the power command writes the lab's disk image (as an
-//!    installer would, OEM `grub.cfg` with the node's `ignition.config.url`) and powers the VM
-//!    on. The first boot runs Ignition (ROOT wiped, snippet files, hostname, host key), and
-//!    apply confirms it over SSH with the pinned host key; the controller's post-provision
-//!    hook runs.
+//! A controller and a worker, each with a blank disk behind its own OpenIPMI `ipmi_sim` BMC
+//! (`lab/qemu/bmc.sh`), three applies:
+//! 1. First install by PXE over IPMI: apply sets PXE as the next boot device and powers each
+//!    machine on; UEFI iPXE from roundhouse serve, the installer (Ignition in the PXE initrd,
+//!    `flatcar-install` from `/assets`, OEM `grub.cfg`, pre-reboot commands, reboot), the first
+//!    boot from disk runs Ignition (ROOT wiped, snippet files, hostname, host key); apply
+//!    confirms it over SSH with the pinned host key and sets disk as the persistent boot
+//!    device; the controller's post-provision hook runs.
 //! 2. A changed snippet and kernel argument: the worker is re-provisioned in place by apply's
 //!    SSH path (first_boot flag, OEM `grub.cfg`, reboot): the new file is there, a file
-//!    written on the old root is gone, `/proc/cmdline` has the new argument, the VM was never
-//!    power-cycled. The controller's change is held: untouched, drift in `status`.
-//! 3. `recreate --allow-controllers` + apply with the controller's power switched to IPMI:
-//!    `lab/qemu/bmc.sh` runs OpenIPMI's `ipmi_sim` in front of the VM; apply sets PXE as the
-//!    next boot device and power-cycles it; UEFI iPXE from roundhouse serve, the installer
-//!    (Ignition in the PXE initrd, `flatcar-install` from `/assets`, OEM `grub.cfg`,
-//!    pre-reboot commands, reboot), the first boot from disk, the hook again.
+//!    written on the old root is gone, `/proc/cmdline` has the new argument, no BMC call was
+//!    made. The controller's change is held: untouched, drift in `status`.
+//! 3. `recreate --allow-controllers` + apply: PXE set, power cycled over IPMI, the whole
+//!    install again, the first boot from disk, the hook again.
+//!
+//! The cluster's `pxe_command` (which would write the image directly) stays configured and is
+//! asserted unused: nodes with a `power` block must never fall back to it.
 //!
 //! After each apply, `roundhouse status` must match what SSH shows.
 //!
@@ -597,6 +599,25 @@ hook "lab-secret" {{
         std::fs::read_to_string(self.bmc_dir(node).join("calls")).unwrap_or_default()
     }
 
+    /// The `set …` calls the node's BMC recorded (boot device and power), from the `skip`th on.
+    fn bmc_sets(&self, node: &str, skip: usize) -> Vec<String> {
+        self.bmc_calls(node)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, c)| c))
+            .filter(|c| c.starts_with("set "))
+            .skip(skip)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A new machine's disk: blank (no partition table), so only the network can boot it.
+    fn blank_disk(&self, node: &str) {
+        let vm = self.vm_dir(node);
+        std::fs::create_dir_all(&vm).expect("create the VM directory");
+        let disk = std::fs::File::create(vm.join("disk.img")).expect("create the disk");
+        disk.set_len(2 << 30).expect("size the disk");
+    }
+
     /// Runs `cmd` on the machine as core, with the operator key and the node's pinned host
     /// key (no other key is accepted).
     fn ssh(&self, node: &str, cmd: &str) -> Output {
@@ -749,20 +770,41 @@ fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi()
     let image = build_image();
     let mut lab = Lab::new(&image);
 
-    // 1. First install of both: the image written to each disk, first boot with Ignition.
-    let t1 = lab.apply("install from the image (controller and worker)");
+    // 1. First install of both by PXE over IPMI: blank disks, each machine behind its own
+    //    ipmi_sim BMC; apply sets PXE as the next boot device, powers the machine on, and once
+    //    the install is proven makes disk the persistent boot device.
+    for node in ["c1", "w1"] {
+        lab.blank_disk(node);
+        lab.start_bmc(node);
+    }
+    let t1 = lab.apply("PXE install of both over IPMI (controller and worker)");
     for node in ["c1", "w1"] {
         assert_eq!(
             lab.power_calls(node),
-            1,
-            "{node}: the power command ran once"
+            0,
+            "{node}: the power command is not used with IPMI"
         );
-        assert!(
-            lab.serial(node)
-                .contains("lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (disk)"),
-            "install: Ignition did not finish on {node}'s first boot\n{}",
-            lab.serial_tail(node)
+        assert_eq!(
+            lab.bmc_sets(node, 0),
+            ["set boot pxe", "set power 1", "set boot default"],
+            "install: {node}'s BMC calls\n{}",
+            lab.bmc_calls(node)
         );
+        // The installer's reboot restarts QEMU under the BMC: its console is a kept one.
+        let serial = lab.consoles_since(node, 0);
+        for marker in [
+            "lab-init: PXE boot",
+            "lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (pxe)",
+            "flatcar-install: success",
+            "ROUNDHOUSE-LAB-PRE-REBOOT-1",
+            "lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (disk)",
+        ] {
+            assert!(
+                serial.contains(marker),
+                "install: `{marker}` missing from {node}'s console\n{}",
+                lab.serial_tail(node)
+            );
+        }
         lab.assert_runs_generation(node, 1, "install");
         lab.assert_status_matches("install", node);
     }
@@ -800,11 +842,21 @@ fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi()
         plan_text.contains("reprovision-in-place") && plan_text.contains("hold"),
         "worker in place, controller held: {plan_text}"
     );
+    let bmc_before = [lab.bmc_sets("c1", 0).len(), lab.bmc_sets("w1", 0).len()];
     let t2 = lab.apply("in-place re-provision of the worker");
-    assert_eq!(
-        lab.power_calls("w1"),
-        1,
-        "an in-place re-provision must not power-cycle the machine"
+    // No power change and no network boot: after a confirmed re-provision apply only
+    // re-asserts disk as the persistent boot device (idempotent).
+    for (node, before) in [("c1", bmc_before[0]), ("w1", bmc_before[1])] {
+        let sets = lab.bmc_sets(node, before);
+        assert!(
+            sets.iter().all(|c| c == "set boot default"),
+            "in place / held: {node}'s BMC was asked for more than disk boot: {sets:?}\n{}",
+            lab.bmc_calls(node)
+        );
+    }
+    assert!(
+        lab.bmc_sets("c1", bmc_before[0]).is_empty(),
+        "held: c1's BMC was touched"
     );
     lab.assert_runs_generation("w1", 2, "in place");
     let gone = lab.ssh_ok(
@@ -817,14 +869,16 @@ fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi()
         "in place: the old root survived"
     );
     lab.assert_status_matches("in place", "w1");
+    // Every console of w1 since it was powered on: the install's first boot and the in-place
+    // reboot each ran Ignition once from disk.
     let ignition_runs = lab
-        .serial("w1")
+        .consoles_since("w1", 0)
         .matches("lab-init: ROUNDHOUSE-LAB-IGNITION-DONE (disk)")
         .count();
     assert_eq!(
         ignition_runs,
         2,
-        "in place: one Ignition run per boot of w1\n{}",
+        "in place: one Ignition run per boot of w1 from disk\n{}",
         lab.serial_tail("w1")
     );
     // The held controller: untouched, and status shows the drift SSH shows.
@@ -836,14 +890,13 @@ fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi()
     let c1 = lab.status_of("held", "c1");
     assert_eq!(c1["state"], "installed", "held: {c1}");
     assert_ne!(c1["applied_digest"], c1["desired_digest"], "held: {c1}");
-    assert_eq!(lab.power_calls("c1"), 1, "held: c1 was powered");
 
     // 3. `recreate --allow-controllers` over IPMI: the controller's BMC sets PXE as the next
     //    boot device and power-cycles it; iPXE, the installer, its reboot, the first boot from
     //    disk; then the post-provision hook on the new root.
-    lab.start_bmc("c1");
-    // The current console (c1's first boot) is kept as the next serial.log.N when the BMC
-    // powers the machine on: skip it too.
+    let sets_before = lab.bmc_sets("c1", 0).len();
+    // The current console (c1's install and first boot) is kept as the next serial.log.N when
+    // the BMC power-cycles the machine: skip it too.
     let skip = lab.rotated_consoles("c1") + 1;
     let refused = lab.roundhouse(&["recreate", "cluster.hcl", "c1"]);
     assert!(
@@ -856,24 +909,19 @@ fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi()
     let t3 = lab.apply("recreate of the controller by PXE over IPMI");
     assert_eq!(
         lab.power_calls("c1"),
-        1,
+        0,
         "the power command is not used with IPMI"
     );
-    let calls = lab.bmc_calls("c1");
-    let sets: Vec<&str> = calls
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(_, c)| c))
-        .filter(|c| c.starts_with("set "))
-        .collect();
     assert_eq!(
-        sets,
+        lab.bmc_sets("c1", sets_before),
         [
             "set boot pxe",
             "set power 0",
             "set power 1",
             "set boot default"
         ],
-        "recreate: BMC calls\n{calls}"
+        "recreate: BMC calls\n{}",
+        lab.bmc_calls("c1")
     );
     let serial = lab.consoles_since("c1", skip);
     for marker in [
@@ -909,7 +957,7 @@ fn qemu_fleet_is_installed_reprovisioned_in_place_held_and_recreated_over_ipmi()
     }
 
     eprintln!(
-        "timings (TCG): install of 2 from the image {t1:.1} s, worker in place {t2:.1} s, \
+        "timings (TCG): PXE install of 2 over IPMI {t1:.1} s, worker in place {t2:.1} s, \
          controller recreate by PXE over IPMI {t3:.1} s"
     );
 }
