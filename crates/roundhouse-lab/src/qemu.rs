@@ -372,23 +372,8 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
     let scripts = std::path::absolute(&opts.scripts).map_err(LabError::io(&opts.scripts))?;
     preflight(&scripts)?;
     let lab = LabDir::new(&opts.dir)?;
-    let previous = match lab.load() {
-        Ok(s) => Some(s),
-        Err(LabError::NoLab(_)) => None,
-        Err(e) => return Err(e),
-    };
+    let previous = crate::up::stopped_state(&lab)?;
     if let Some(prev) = &previous {
-        let run = crate::up::running(&lab, prev);
-        if !run.is_empty() {
-            return Err(LabError::Running {
-                dir: lab.root().to_path_buf(),
-                pids: run
-                    .iter()
-                    .map(|(w, p)| format!("{w} {p}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
         let controllers = prev
             .machines
             .iter()

@@ -41,6 +41,28 @@ pub(crate) fn progress(msg: impl std::fmt::Display) {
     let _ = writeln!(e, "lab: {msg}");
 }
 
+/// The lab's recorded state (`None` for a new lab), refusing while any process it recorded
+/// still runs: a second `lab up` must not start a second fleet on the same ports.
+pub(crate) fn stopped_state(lab: &LabDir) -> Result<Option<LabState>, LabError> {
+    let state = match lab.load() {
+        Ok(s) => s,
+        Err(LabError::NoLab(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let run = running(lab, &state);
+    if !run.is_empty() {
+        return Err(LabError::Running {
+            dir: lab.root().to_path_buf(),
+            pids: run
+                .iter()
+                .map(|(w, p)| format!("{w} {p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(Some(state))
+}
+
 /// Which lab processes of `state` run now.
 pub fn running(lab: &LabDir, state: &LabState) -> Vec<(&'static str, u32)> {
     let mut out = Vec::new();
@@ -78,23 +100,8 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         progress(format!("note: {n}"));
     }
     let lab = LabDir::new(&opts.dir)?;
-    let previous = match lab.load() {
-        Ok(s) => Some(s),
-        Err(LabError::NoLab(_)) => None,
-        Err(e) => return Err(e),
-    };
+    let previous = stopped_state(&lab)?;
     if let Some(prev) = &previous {
-        let run = running(&lab, prev);
-        if !run.is_empty() {
-            return Err(LabError::Running {
-                dir: lab.root().to_path_buf(),
-                pids: run
-                    .iter()
-                    .map(|(w, p)| format!("{w} {p}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
         let c = prev
             .machines
             .iter()
