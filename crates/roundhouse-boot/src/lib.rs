@@ -21,6 +21,7 @@ pub mod ignition;
 pub mod index;
 pub mod labels;
 pub mod logfmt;
+pub mod logwrite;
 pub mod metrics;
 pub mod render;
 pub mod server;
