@@ -2,7 +2,10 @@
 //! Debian kernel, CoreOS Ignition) behind its own `ipmi_sim` BMC. `apply --yes` PXE-installs
 //! it over IPMI; `lab status` shows it powered on with its SSH forward; `roundhouse status`
 //! says installed; SSH with the pinned host key reaches the installed OS, where the
-//! controller hook ran; `lab down` leaves no process behind.
+//! controller hook ran; `lab down` leaves no process behind. The lab runs with the knobs a
+//! real Flatcar image needs set to non-default values (`--image-dir` on the image
+//! `lab/qemu/build-image.sh` built, `--os-version`, `--memory`, `--disk-size`), and a restart
+//! without them keeps them.
 //!
 //! Ignored by default: a PXE install under TCG takes minutes (docs/lab.md). Run it with
 //! `cargo test --test lab_qemu -- --ignored`. Needs the Debian packages that
@@ -10,6 +13,9 @@
 //! openssh-client); `lab up` names any that are missing. The image is built or reused from
 //! `<target>/qemu-lab/image` (shared with tests/qemu_flatcar.rs); the lab directory,
 //! consoles included, is kept in `<target>/qemu-lab/lab-up` after a run.
+//!
+//! The tests that are not ignored need no QEMU: what `lab up --qemu` refuses before it starts
+//! anything.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -111,6 +117,22 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
     std::fs::create_dir_all(&image).expect("create the image cache");
     let _down = Down(&dir);
 
+    // The image is built (or found cached) here, and lab up serves it as it is, the way it
+    // serves Flatcar's own files: the --image-dir path is the one that runs.
+    let started = Instant::now();
+    let build = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/qemu/build-image.sh"))
+        .arg(&image)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lab/qemu/build-image.sh");
+    assert!(
+        build.status.success(),
+        "lab/qemu/build-image.sh (it names a missing Debian package): {}",
+        text(&build)
+    );
+    eprintln!("image build took {:.1} s", started.elapsed().as_secs_f64());
+
     let started = Instant::now();
     let up = roundhouse(
         &lab_cache(),
@@ -123,6 +145,12 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
             &dir_s,
             "--image-dir",
             &image.to_string_lossy(),
+            "--os-version",
+            OS_VERSION,
+            "--memory",
+            "1536",
+            "--disk-size",
+            "3G",
         ],
     );
     assert!(
@@ -133,9 +161,28 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
     eprintln!("lab up took {:.1} s", started.elapsed().as_secs_f64());
     let cluster = std::fs::read_to_string(dir.join("cluster.hcl")).expect("the cluster file");
     assert!(cluster.contains("driver        = \"ipmi\""), "{cluster}");
+    assert!(
+        cluster.contains(&format!("os_version     = \"{OS_VERSION}\"")),
+        "{cluster}"
+    );
+    let served = dir.join("boot-assets/flatcar").join(OS_VERSION);
+    assert_eq!(
+        std::fs::read_link(served.join("flatcar_production_image.bin.bz2")).expect("served"),
+        image.join("flatcar_production_image.bin.bz2")
+    );
+    let disk = dir.join("vm/controller-1/disk.img");
+    assert_eq!(
+        std::fs::metadata(&disk).expect("the disk").len(),
+        3 << 30,
+        "--disk-size 3G"
+    );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("lab.json")).expect("lab.json"))
             .expect("lab.json is JSON");
+    assert_eq!(state["qemu"]["memory_mib"], 1536, "{state}");
+    assert_eq!(state["qemu"]["disk_bytes"], 3u64 << 30, "{state}");
+    assert_eq!(state["qemu"]["os_version"], OS_VERSION, "{state}");
+    assert_eq!(state["qemu"]["image_built"], false, "{state}");
     let bmc_dir = PathBuf::from(
         state["qemu"]["machines"][0]["bmc_dir"]
             .as_str()
@@ -172,6 +219,13 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
         "apply (PXE install over IPMI) took {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // The machine runs with --memory's size.
+    let qemu_pid = std::fs::read_to_string(dir.join("vm/controller-1/qemu.pid"))
+        .expect("qemu.pid of the running machine");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", qemu_pid.trim()))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .expect("QEMU's command line");
+    assert!(cmdline.contains(" -m 1536 "), "{cmdline}");
     // The install went through the BMC: PXE chosen and the power switched by ipmi_sim.
     let calls = std::fs::read_to_string(bmc_dir.join("calls")).unwrap_or_default();
     assert!(calls.contains("set boot pxe"), "BMC calls:\n{calls}");
@@ -263,6 +317,104 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
         "lab status after down: {}",
         text(&after)
     );
+
+    // A restart without the knobs keeps them: same image, version, memory, disk.
+    let again = roundhouse(&lab_cache(), &["lab", "up", "--qemu", "1", "--dir", &dir_s]);
+    assert!(again.status.success(), "lab up again: {}", text(&again));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("not built: --image-dir"), "{said}");
+    let vm_args = std::fs::read_to_string(bmc_dir.join("run-vm-args")).expect("run-vm-args");
+    assert!(vm_args.contains("--memory 1536"), "{vm_args}");
+    assert_eq!(std::fs::metadata(&disk).expect("the disk").len(), 3 << 30);
+    let down = roundhouse(&lab_cache(), &["lab", "down", "--dir", &dir_s]);
+    assert!(down.status.success(), "lab down: {}", text(&down));
+    // The disks are not resized: a restart asking for another size is refused, starting nothing.
+    let resized = roundhouse(
+        &lab_cache(),
+        &[
+            "lab",
+            "up",
+            "--qemu",
+            "1",
+            "--dir",
+            &dir_s,
+            "--disk-size",
+            "4G",
+        ],
+    );
+    assert_eq!(resized.status.code(), Some(1), "{}", text(&resized));
+    let said = String::from_utf8_lossy(&resized.stderr);
+    assert!(said.contains("were made 3G"), "{said}");
+    assert!(processes_in(&dir).is_empty(), "{:?}", processes_in(&dir));
+}
+
+/// The version the test serves the lab image as: not the default 9999.0.0, so the served
+/// directory and the installer's download URL follow `--os-version`.
+const OS_VERSION: &str = "4459.1.0";
+
+/// `--image-dir` missing one of Flatcar's files: exit 69 naming the file and where to
+/// download it, before anything is created (no QEMU needed: the image is checked first and
+/// missing host programs are listed with it).
+#[test]
+fn an_image_dir_missing_a_file_is_named_before_anything_starts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("lab");
+    let image = tmp.path().join("flatcar");
+    std::fs::create_dir(&image).expect("mkdir");
+    for f in [
+        "flatcar_production_pxe.vmlinuz",
+        "flatcar_production_pxe_image.cpio.gz",
+        "flatcar_production_image.bin.bz2",
+    ] {
+        std::fs::write(image.join(f), "not really Flatcar").expect("write");
+    }
+    std::fs::write(image.join("version.txt"), "FLATCAR_VERSION=4230.2.4\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["lab", "up", "--qemu", "1", "--dir"])
+        .arg(&dir)
+        .arg("--image-dir")
+        .arg(&image)
+        .args(["--memory", "3072", "--disk-size", "12G"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roundhouse");
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let sig = image.join("flatcar_production_image.bin.bz2.sig");
+    assert!(
+        err.contains(&format!(
+            "file `{}` is missing: download https://stable.release.flatcar-linux.net/amd64-usr/4230.2.4/flatcar_production_image.bin.bz2.sig",
+            sig.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("flatcar_production_pxe.vmlinuz`"),
+        "only the missing file is named: {err}"
+    );
+    assert!(!dir.exists(), "lab up created {}", dir.display());
+    assert!(
+        processes_in(tmp.path()).is_empty(),
+        "processes left: {:?}",
+        processes_in(tmp.path())
+    );
+}
+
+/// A size that is not one is refused by the command line (exit 64), naming the value.
+#[test]
+fn a_bad_disk_size_is_a_command_line_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("lab");
+    let out = Command::new(BIN)
+        .args(["lab", "up", "--qemu", "1", "--disk-size", "12Q", "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roundhouse");
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"12Q\" is not a size"), "{err}");
+    assert!(!dir.exists(), "lab up created {}", dir.display());
 }
 
 /// Missing packages are named before anything starts: exit 69, nothing created.

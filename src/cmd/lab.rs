@@ -23,6 +23,7 @@ use crate::exit::Exit;
 ///   roundhouse lab demo
 ///   roundhouse lab up --controllers 3 --workers 3
 ///   roundhouse lab up --qemu 2 --controllers 1
+///   roundhouse lab up --qemu 1 --image-dir flatcar --memory 3072 --disk-size 12G
 ///   roundhouse apply roundhouse-lab/cluster.hcl --yes
 ///   roundhouse lab status
 ///   roundhouse lab power worker-1 cycle
@@ -75,10 +76,39 @@ pub enum LabCommand {
         /// The first --controllers are controllers, the rest workers. See docs/lab.md.
         #[arg(long, value_name = "N", conflicts_with_all = ["workers", "time_scale", "power"])]
         qemu: Option<usize>,
-        /// Where --qemu builds and caches the machine image (default
-        /// ~/.cache/roundhouse/qemu-image).
+        /// Serve the image in DIR as it is instead of building the Flatcar-like one: Flatcar's
+        /// own flatcar_production_pxe.vmlinuz, flatcar_production_pxe_image.cpio.gz,
+        /// flatcar_production_image.bin.bz2 and its .sig (Flatcar's installer checks it), as in
+        /// README.md "The same lab with real Flatcar"; or a directory lab/qemu/build-image.sh
+        /// wrote (no .sig needed). Missing files are named before anything starts (exit 69).
         #[arg(long, value_name = "DIR", requires = "qemu")]
         image_dir: Option<PathBuf>,
+        /// Where --qemu builds and caches the Flatcar-like image when there is no --image-dir
+        /// (default ~/.cache/roundhouse/qemu-image).
+        #[arg(
+            long,
+            value_name = "DIR",
+            requires = "qemu",
+            conflicts_with = "image_dir"
+        )]
+        image_cache: Option<PathBuf>,
+        /// The OS version the cluster file names and the image is served as
+        /// (boot-assets/flatcar/VERSION/); default: FLATCAR_VERSION= in the image directory's
+        /// version.txt, or 9999.0.0 for the Flatcar-like image.
+        #[arg(long, value_name = "VERSION", requires = "qemu",
+              value_parser = roundhouse_lab::qemu::parse_os_version)]
+        os_version: Option<String>,
+        /// Memory of each --qemu machine in MiB (default 1024, plenty for the Flatcar-like
+        /// image). Flatcar's PXE boot unpacks the whole OS into RAM: give it 3072 or more.
+        #[arg(long, value_name = "MiB", requires = "qemu",
+              value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+        memory: Option<u32>,
+        /// Size of each --qemu machine's sparse disk: a whole number with K, M, G or T (powers
+        /// of 1024), e.g. 12G or 2048M (default 2G). Flatcar's image writes about 8 GB: give
+        /// it 12G (at least 9G is required).
+        #[arg(long, value_name = "SIZE", requires = "qemu",
+              value_parser = roundhouse_lab::qemu::parse_size)]
+        disk_size: Option<u64>,
         /// The address the --qemu boot server listens on; the VMs reach it through QEMU's NAT
         /// (default: the host's address towards its default route).
         #[arg(long, value_name = "IP", requires = "qemu")]
@@ -163,6 +193,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             power,
             qemu,
             image_dir,
+            image_cache,
+            os_version,
+            memory,
+            disk_size,
             host_ip,
         } => {
             let state = match qemu {
@@ -171,7 +205,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                     machines: n,
                     controllers: controllers.unwrap_or(1),
                     binary: binary()?,
-                    image_dir: image_dir.unwrap_or_else(roundhouse_lab::qemu::default_image_dir),
+                    image_dir,
+                    image_cache,
+                    os_version,
+                    memory_mib: memory,
+                    disk_bytes: disk_size,
                     scripts: roundhouse_lab::qemu::default_scripts(),
                     host_ip,
                 }),

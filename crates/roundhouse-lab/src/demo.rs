@@ -758,7 +758,14 @@ async fn read_node(
 /// What `lab up` prints: where things are and what to run next.
 pub fn up_summary(lab: &LabDir, state: &LabState) -> String {
     let machines = match &state.qemu {
-        Some(q) => format!("QEMU machines, image {}", q.image_dir.display()),
+        Some(q) => format!(
+            "QEMU machines ({} MiB, {} disk each), {} {} from {}",
+            q.memory_mib,
+            crate::qemu::format_size(q.disk_bytes),
+            if q.image_built { "lab image" } else { "image" },
+            q.os_version,
+            q.image_dir.display()
+        ),
         None => format!("http://{} (simulator control API)", state.control),
     };
     let mut s = format!(

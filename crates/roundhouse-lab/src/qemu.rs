@@ -6,6 +6,9 @@
 //! cache, `bmc.sh` for the BMC and the VM supervisor, `run-vm.sh` for QEMU); this module
 //! checks the host, runs them, writes the cluster file and records everything in `lab.json`
 //! so `lab down` and `lab status` find it.
+//!
+//! Instead of the Debian-built image, `--image-dir` serves Flatcar's own release files (see
+//! the README's "The same lab with real Flatcar"); [`ImageDir`] checks such a directory.
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -28,8 +31,25 @@ pub const OS_VERSION: &str = "9999.0.0";
 /// good part of a core while it boots.
 pub const MAX_QEMU_MACHINES: usize = 16;
 
-/// Size of each machine's (sparse) disk: the image is about 230 MiB, ROOT gets the rest.
-const DISK_BYTES: u64 = 2 << 30;
+/// Memory of each machine unless `--memory` says otherwise: plenty for the lab image, whose
+/// PXE initrd is 14 MB.
+pub const DEFAULT_MEMORY_MIB: u32 = 1024;
+
+/// Below this, `lab up` warns for a real Flatcar image: its PXE initrd holds the whole OS and
+/// unpacks into RAM (Fedora CoreOS, built the same way, documents 2 GiB as its floor).
+pub const FLATCAR_MEMORY_MIB: u32 = 3072;
+
+/// Size of each machine's (sparse) disk unless `--disk-size` says otherwise: the lab image is
+/// about 230 MiB, ROOT gets the rest.
+pub const DEFAULT_DISK_BYTES: u64 = 2 << 30;
+
+/// Smallest disk `lab up` accepts: the lab image's partitions end at 227 MiB.
+pub const MIN_DISK_BYTES: u64 = 256 << 20;
+
+/// Smallest disk `lab up` accepts for a real Flatcar image: `flatcar-install` writes the whole
+/// image, whose partitions (flatcar/scripts' `disk_layout.json`) end near 8 GB, and a smaller
+/// disk fails minutes later inside the installer with "No space left on device".
+pub const FLATCAR_MIN_DISK_BYTES: u64 = 9 << 30;
 
 /// Longest password both ends take: IPMI v2.0 allows 20 bytes, but ipmi_sim keeps 16 (an
 /// IPMI 1.5 password) and then fails every login.
@@ -42,6 +62,19 @@ const IMAGE_FILES: [&str; 3] = [
     "flatcar_production_pxe_image.cpio.gz",
 ];
 
+/// The image's detached signature. Flatcar's `flatcar-install` always fetches it from beside
+/// the image (roundhouse's installer passes `-b`, never `-f`) and refuses an image it cannot
+/// verify; the lab image's installer checks no signature.
+const SIGNATURE_FILE: &str = "flatcar_production_image.bin.bz2.sig";
+
+/// A Flatcar release directory's version file (`FLATCAR_VERSION=…`), which
+/// `flatcar-install -V current` also reads.
+const VERSION_FILE: &str = "version.txt";
+
+/// What `lab/qemu/build-image.sh` writes beside its image: how a lab-built directory is told
+/// from a Flatcar release.
+const INPUT_HASH_FILE: &str = "input-hash";
+
 /// What `lab up --qemu` is asked to do.
 #[derive(Debug, Clone)]
 pub struct QemuOptions {
@@ -53,8 +86,21 @@ pub struct QemuOptions {
     pub controllers: usize,
     /// The roundhouse binary (runs the boot server; asked for the BMCs' power state).
     pub binary: PathBuf,
-    /// Where the image is built and cached (`lab/qemu/build-image.sh OUT_DIR`).
-    pub image_dir: PathBuf,
+    /// A directory holding the image to serve as it is (Flatcar's release files, or what
+    /// `lab/qemu/build-image.sh` wrote): nothing is built. `None`: what a restarted lab used,
+    /// else build the lab image in `image_cache`.
+    pub image_dir: Option<PathBuf>,
+    /// Where the lab image is built and cached (`lab/qemu/build-image.sh OUT_DIR`) when
+    /// `image_dir` is not given: `None` is a restarted lab's, else [`default_image_dir`].
+    pub image_cache: Option<PathBuf>,
+    /// The `os_version` of the cluster file and the served directory: `None` takes the image
+    /// directory's `version.txt`, or [`OS_VERSION`] for the lab image.
+    pub os_version: Option<String>,
+    /// Memory per machine in MiB: `None` is a restarted lab's, else [`DEFAULT_MEMORY_MIB`].
+    pub memory_mib: Option<u32>,
+    /// Disk size per machine in bytes: `None` is a restarted lab's, else
+    /// [`DEFAULT_DISK_BYTES`].
+    pub disk_bytes: Option<u64>,
     /// The `lab/qemu` directory of a roundhouse checkout.
     pub scripts: PathBuf,
     /// The address the boot server listens on, which the VMs reach through QEMU's NAT:
@@ -75,7 +121,8 @@ pub struct QemuMachine {
     pub vm_dir: PathBuf,
 }
 
-/// The QEMU part of `lab.json`.
+/// The QEMU part of `lab.json`. The fields after `machines` came later: a `lab.json` without
+/// them is a lab of that time (lab image built, 1 GiB, 2 GiB disks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QemuLab {
     /// The `lab/qemu` scripts the machines run (`lab down` calls `bmc.sh stop`).
@@ -84,6 +131,203 @@ pub struct QemuLab {
     pub image_dir: PathBuf,
     /// The machines, in the order of the lab's `machines`.
     pub machines: Vec<QemuMachine>,
+    /// Whether `lab up` builds the image in `image_dir` (false: served as it is, `--image-dir`).
+    #[serde(default = "built_default")]
+    pub image_built: bool,
+    /// The `os_version` the cluster file names.
+    #[serde(default = "os_version_default")]
+    pub os_version: String,
+    /// Memory per machine, MiB.
+    #[serde(default = "memory_default")]
+    pub memory_mib: u32,
+    /// Size of each machine's sparse disk, bytes.
+    #[serde(default = "disk_default")]
+    pub disk_bytes: u64,
+}
+
+fn built_default() -> bool {
+    true
+}
+
+fn os_version_default() -> String {
+    OS_VERSION.to_string()
+}
+
+fn memory_default() -> u32 {
+    DEFAULT_MEMORY_MIB
+}
+
+fn disk_default() -> u64 {
+    DEFAULT_DISK_BYTES
+}
+
+/// Parses a disk size: a whole number with a binary unit, `K`, `M`, `G` or `T` (also written
+/// `KiB`, `MiB`, …; any case), as `qemu-img` and `truncate` read them. A bare number is
+/// refused rather than taken as bytes: `--disk-size 12` meaning 12 bytes is never intended.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        "" if !number.is_empty() => {
+            return Err(format!(
+                "{text:?} has no unit: write e.g. 12G or 2048M (K, M, G, T; powers of 1024)"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size: write a whole number and a unit, e.g. 12G or 2048M (K, M, G, T; powers of 1024)"
+            ));
+        }
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size: write a whole number and a unit, e.g. 12G or 2048M")
+    })?;
+    if n == 0 {
+        return Err(format!("{text:?}: a disk needs more than 0 bytes"));
+    }
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A size for messages: whole GiB or MiB when it is one, else bytes.
+pub fn format_size(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 30) {
+        format!("{}G", bytes >> 30)
+    } else if bytes.is_multiple_of(1 << 20) {
+        format!("{}M", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Checks an OS version: it names a directory under `boot-assets/flatcar/` and goes into URLs
+/// and the installer's command line, so only what Flatcar versions are made of is taken.
+pub fn parse_os_version(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_+".contains(&b));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an OS version: letters, digits, '.', '-', '_', '+', starting with a letter or digit (e.g. 4230.2.4)"
+        ))
+    }
+}
+
+/// `FLATCAR_VERSION` of a release's `version.txt`.
+fn version_in(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("FLATCAR_VERSION="))
+        .map(|v| v.trim().trim_matches(['"', '\'']))
+        .filter(|v| !v.is_empty())
+}
+
+/// An image directory given with `--image-dir`, as `lab up` found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDir {
+    /// The directory, absolute.
+    pub dir: PathBuf,
+    /// Written by `lab/qemu/build-image.sh` (it has `input-hash`): its installer checks no
+    /// signature. Otherwise the files are taken to be Flatcar's own.
+    pub lab_built: bool,
+    /// The version to serve it as, when known (`--os-version`, `version.txt`, or the lab
+    /// image's [`OS_VERSION`]).
+    pub version: Option<String>,
+    /// One line per missing file: which, and where to get it.
+    pub missing: Vec<String>,
+}
+
+impl ImageDir {
+    /// Looks at `dir`: which of the files `lab up` serves are there, and which version they
+    /// are. Reads only `version.txt`.
+    pub fn inspect(dir: &Path, os_version: Option<&str>) -> Result<ImageDir, LabError> {
+        let dir = std::path::absolute(dir).map_err(LabError::io(dir))?;
+        let lab_built = dir.join(INPUT_HASH_FILE).is_file();
+        let mut missing = Vec::new();
+        let from_file = match std::fs::read_to_string(dir.join(VERSION_FILE)) {
+            Ok(text) => match version_in(&text) {
+                Some(v) => Some(parse_os_version(v).map_err(|e| {
+                    LabError::Other(format!("{}: {e}", dir.join(VERSION_FILE).display()))
+                })?),
+                None => {
+                    return Err(LabError::Other(format!(
+                        "{} has no FLATCAR_VERSION= line: pass --os-version",
+                        dir.join(VERSION_FILE).display()
+                    )));
+                }
+            },
+            Err(_) => None,
+        };
+        let version = os_version
+            .map(str::to_string)
+            .or(from_file)
+            .or_else(|| lab_built.then(|| OS_VERSION.to_string()));
+        let release = format!(
+            "https://stable.release.flatcar-linux.net/amd64-usr/{}",
+            version.as_deref().unwrap_or("current")
+        );
+        if !dir.is_dir() {
+            missing.push(format!(
+                "  - directory `{}` does not exist: download Flatcar's files into it (README.md, \"The same lab with real Flatcar\"), or build the lab image there with lab/qemu/build-image.sh",
+                dir.display()
+            ));
+            return Ok(ImageDir {
+                dir,
+                lab_built,
+                version,
+                missing,
+            });
+        }
+        if version.is_none() {
+            missing.push(format!(
+                "  - file `{}` is missing (it names the Flatcar version): download {release}/{VERSION_FILE}, or pass --os-version",
+                dir.join(VERSION_FILE).display()
+            ));
+        }
+        let needed = IMAGE_FILES
+            .iter()
+            .chain((!lab_built).then_some(&SIGNATURE_FILE));
+        for f in needed {
+            let path = dir.join(f);
+            let there = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0);
+            if there {
+                continue;
+            }
+            let how = if lab_built {
+                format!("rebuild it with lab/qemu/build-image.sh {}", dir.display())
+            } else if *f == SIGNATURE_FILE {
+                format!(
+                    "download {release}/{f} (Flatcar's flatcar-install refuses an image without its signature)"
+                )
+            } else {
+                format!("download {release}/{f}")
+            };
+            let what = if std::fs::metadata(&path).is_ok() {
+                "is empty"
+            } else {
+                "is missing"
+            };
+            missing.push(format!("  - file `{}` {what}: {how}", path.display()));
+        }
+        Ok(ImageDir {
+            dir,
+            lab_built,
+            version,
+            missing,
+        })
+    }
 }
 
 /// The `lab/qemu` directory: `ROUNDHOUSE_LAB_QEMU_SCRIPTS`, else the checkout this binary was
@@ -129,15 +373,19 @@ const fn file(what: &'static str, package: &'static str) -> Needed {
     }
 }
 
-/// The machines' needs, then lab/qemu/build-image.sh's (it runs even when its cache is
-/// current: the input hash needs apt).
-const NEEDED: &[Needed] = &[
+/// What the machines need.
+const MACHINE_NEEDS: &[Needed] = &[
     prog("bash", "bash"),
     prog("setsid", "util-linux"),
     prog("qemu-system-x86_64", "qemu-system-x86"),
     file("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
     file("/usr/lib/ipxe/qemu/efi-virtio.rom", "ipxe-qemu"),
     prog("ipmi_sim", "openipmi"),
+];
+
+/// What lab/qemu/build-image.sh needs (it runs even when its cache is current: the input
+/// hash needs apt). Not needed with `--image-dir`.
+const BUILD_NEEDS: &[Needed] = &[
     prog("apt-get", "apt"),
     prog("dpkg-deb", "dpkg"),
     prog("fakeroot", "fakeroot"),
@@ -156,11 +404,15 @@ const NEEDED: &[Needed] = &[
     prog("cargo", "cargo"),
 ];
 
-/// The lines for everything `present` says is missing, and the packages to install.
-fn missing(present: impl Fn(&Needed) -> bool) -> Option<String> {
+/// The lines for everything of `needs` that `present` says is missing, and the packages to
+/// install.
+fn missing<'a>(
+    needs: impl IntoIterator<Item = &'a Needed>,
+    present: impl Fn(&Needed) -> bool,
+) -> Option<String> {
     let mut lines = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
-    for n in NEEDED.iter().filter(|n| !present(n)) {
+    for n in needs.into_iter().filter(|n| !present(n)) {
         let kind = if n.file { "file" } else { "program" };
         lines.push(format!(
             "  - {kind} `{}` is missing: apt-get install {}",
@@ -180,32 +432,35 @@ fn missing(present: impl Fn(&Needed) -> bool) -> Option<String> {
     Some(lines.join("\n"))
 }
 
-/// Checks the host before anything starts: programs, files, the scripts.
-fn preflight(scripts: &Path) -> Result<(), LabError> {
-    let mut msg = missing(|n| {
+/// Checks the host before anything starts: programs, files, the scripts; the image build's
+/// tools only when `build`. Returns the lines of what is missing.
+fn preflight(scripts: &Path, build: bool) -> Vec<String> {
+    let needs = MACHINE_NEEDS
+        .iter()
+        .chain(if build { BUILD_NEEDS } else { &[] });
+    let mut lines: Vec<String> = missing(needs, |n| {
         if n.file {
             Path::new(n.what).exists()
         } else {
             crate::preflight::on_path(n.what)
         }
     })
-    .unwrap_or_default();
-    for s in ["build-image.sh", "bmc.sh", "run-vm.sh"] {
+    .into_iter()
+    .collect();
+    let scripts_needed: &[&str] = if build {
+        &["build-image.sh", "bmc.sh", "run-vm.sh"]
+    } else {
+        &["bmc.sh", "run-vm.sh"]
+    };
+    for s in scripts_needed {
         if !scripts.join(s).is_file() {
-            if !msg.is_empty() {
-                msg.push('\n');
-            }
-            msg.push_str(&format!(
+            lines.push(format!(
                 "  - {} is missing: run from a roundhouse checkout or set ROUNDHOUSE_LAB_QEMU_SCRIPTS to its lab/qemu",
                 scripts.join(s).display()
             ));
         }
     }
-    if msg.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Prerequisites(msg))
-    }
+    lines
 }
 
 /// The address QEMU's user network reaches the boot server on: the host's address towards
@@ -294,6 +549,10 @@ impl Drop for BmcGuard {
             scripts: self.scripts.clone(),
             image_dir: PathBuf::new(),
             machines: std::mem::take(&mut self.machines),
+            image_built: true,
+            os_version: String::new(),
+            memory_mib: 0,
+            disk_bytes: 0,
         };
         stop_machines(&self.lab, &q);
     }
@@ -370,7 +629,6 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
         )));
     }
     let scripts = std::path::absolute(&opts.scripts).map_err(LabError::io(&opts.scripts))?;
-    preflight(&scripts)?;
     let lab = LabDir::new(&opts.dir)?;
     let previous = crate::up::stopped_state(&lab)?;
     if let Some(prev) = &previous {
@@ -401,6 +659,12 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
             crate::layout::LAB_FILE
         )));
     }
+    let plan = resolve(
+        opts,
+        previous.as_ref().and_then(|p| p.qemu.as_ref()),
+        &lab,
+        |build| preflight(&scripts, build),
+    )?;
     let host = match &opts.host_ip {
         Some(h) => h.clone(),
         None => host_ip()?,
@@ -413,7 +677,7 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
     std::fs::write(lab.bmc_password_file(), format!("{password}\n"))
         .map_err(LabError::io(lab.bmc_password_file()))?;
 
-    let image_dir = std::path::absolute(&opts.image_dir).map_err(LabError::io(&opts.image_dir))?;
+    let image_dir = plan.image_dir.clone();
     let (machines, qemu_machines) = match &previous {
         Some(prev) => (
             prev.machines.clone(),
@@ -441,33 +705,39 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
             scripts: scripts.clone(),
             image_dir: image_dir.clone(),
             machines: qemu_machines.clone(),
+            image_built: plan.image_built,
+            os_version: plan.os_version.clone(),
+            memory_mib: plan.memory_mib,
+            disk_bytes: plan.disk_bytes,
         }),
     };
     // Recorded before anything starts, so a failed start (an image build that fails, say) can
     // be retried with the same command, or cleaned with `lab down --purge`.
     lab.save(&state)?;
-    progress(format!(
-        "building the machine image (or finding it cached) in {}",
-        opts.image_dir.display()
-    ));
-    let started_build = Instant::now();
-    script(
-        &scripts,
-        &["build-image.sh".as_ref(), image_dir.as_os_str()],
-        "lab/qemu/build-image.sh",
-        &lab.logs().join("build-image.log"),
-    )?;
-    progress(format!(
-        "image ready ({:.0} s)",
-        started_build.elapsed().as_secs_f64()
-    ));
-    let served = lab.boot_assets().join("flatcar").join(OS_VERSION);
-    std::fs::create_dir_all(&served).map_err(LabError::io(&served))?;
-    for f in IMAGE_FILES {
-        let link = served.join(f);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(image_dir.join(f), &link).map_err(LabError::io(&link))?;
+    if plan.image_built {
+        progress(format!(
+            "building the machine image (or finding it cached) in {}",
+            image_dir.display()
+        ));
+        let started_build = Instant::now();
+        script(
+            &scripts,
+            &["build-image.sh".as_ref(), image_dir.as_os_str()],
+            "lab/qemu/build-image.sh",
+            &lab.logs().join("build-image.log"),
+        )?;
+        progress(format!(
+            "image ready ({:.0} s)",
+            started_build.elapsed().as_secs_f64()
+        ));
+    } else {
+        progress(format!(
+            "serving the image in {} as Flatcar {} (not built: --image-dir)",
+            image_dir.display(),
+            plan.os_version
+        ));
     }
+    link_image(&lab, &image_dir, &plan.os_version)?;
 
     let serve_port = previous
         .as_ref()
@@ -485,7 +755,7 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
     ));
 
     if !lab.cluster_file().exists() {
-        let text = cluster_file(&lab, &boot_url, &machines, &qemu_machines);
+        let text = cluster_file(&lab, &boot_url, &machines, &qemu_machines, &plan);
         let path = lab.cluster_file();
         std::fs::write(&path, text).map_err(LabError::io(&path))?;
     }
@@ -500,11 +770,12 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
         if !disk.exists() {
             // Blank and sparse: the firmware finds nothing to boot and falls through to iPXE.
             let f = std::fs::File::create(&disk).map_err(LabError::io(&disk))?;
-            f.set_len(DISK_BYTES).map_err(LabError::io(&disk))?;
+            f.set_len(plan.disk_bytes).map_err(LabError::io(&disk))?;
         }
         std::fs::create_dir_all(&q.bmc_dir).map_err(LabError::io(&q.bmc_dir))?;
         let port = q.bmc_port.to_string();
         let ssh_port = m.ssh_port.to_string();
+        let memory = plan.memory_mib.to_string();
         let pxe = format!("{boot_url}/boot.ipxe");
         let args: Vec<&std::ffi::OsStr> = vec![
             "bmc.sh".as_ref(),
@@ -526,6 +797,8 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
             ssh_port.as_ref(),
             "--pxe".as_ref(),
             pxe.as_ref(),
+            "--memory".as_ref(),
+            memory.as_ref(),
         ];
         bmcs.machines.push(q.clone());
         script(
@@ -565,6 +838,152 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
     bmcs.machines.clear();
     serve_guard.disarm();
     Ok(state)
+}
+
+/// The image a lab serves and the machines' sizes: the options merged with a restarted lab's
+/// record, and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    image_dir: PathBuf,
+    image_built: bool,
+    os_version: String,
+    memory_mib: u32,
+    disk_bytes: u64,
+    /// The image is Flatcar's own (not the lab image).
+    real_flatcar: bool,
+}
+
+/// Merges `opts` with `previous` (what a restarted lab recorded; options not given keep its
+/// values) and checks everything before anything is created: image files and what `host`
+/// says is missing for a lab that builds its image or not ([`LabError::Prerequisites`], exit
+/// 69, all at once), then sizes and what a restart cannot change.
+fn resolve(
+    opts: &QemuOptions,
+    previous: Option<&QemuLab>,
+    lab: &LabDir,
+    host: impl Fn(bool) -> Vec<String>,
+) -> Result<Plan, LabError> {
+    let memory_mib = opts
+        .memory_mib
+        .or(previous.map(|q| q.memory_mib))
+        .unwrap_or(DEFAULT_MEMORY_MIB);
+    let disk_bytes = opts
+        .disk_bytes
+        .or(previous.map(|q| q.disk_bytes))
+        .unwrap_or(DEFAULT_DISK_BYTES);
+    let given_dir = opts.image_dir.clone().or_else(|| {
+        previous
+            .filter(|q| !q.image_built && opts.image_cache.is_none())
+            .map(|q| q.image_dir.clone())
+    });
+    let mut problems = Vec::new();
+    let (image_dir, image_built, version, real_flatcar) = match given_dir {
+        Some(dir) => {
+            let found = ImageDir::inspect(&dir, opts.os_version.as_deref())?;
+            problems.extend(found.missing);
+            (found.dir, false, found.version, !found.lab_built)
+        }
+        None => {
+            let cache = opts
+                .image_cache
+                .clone()
+                .or_else(|| {
+                    previous
+                        .filter(|q| q.image_built)
+                        .map(|q| q.image_dir.clone())
+                })
+                .unwrap_or_else(default_image_dir);
+            let cache = std::path::absolute(&cache).map_err(LabError::io(&cache))?;
+            let version = opts.os_version.as_deref().unwrap_or(OS_VERSION);
+            (cache, true, Some(version.to_string()), false)
+        }
+    };
+    problems.extend(host(image_built));
+    if !problems.is_empty() {
+        return Err(LabError::Prerequisites(problems.join("\n")));
+    }
+    let Some(os_version) = version else {
+        // inspect() reports an unknown version as a missing version.txt.
+        return Err(LabError::Other(format!(
+            "cannot tell the OS version of {}: pass --os-version",
+            image_dir.display()
+        )));
+    };
+    let purge = format!(
+        "`roundhouse lab down --purge --dir {}` first",
+        lab.root().display()
+    );
+    if let Some(prev) = previous {
+        if disk_bytes != prev.disk_bytes {
+            return Err(LabError::Other(format!(
+                "--disk-size {}: the lab's disks were made {} (lab.json) and are not resized; leave --disk-size out, or {purge}",
+                format_size(disk_bytes),
+                format_size(prev.disk_bytes)
+            )));
+        }
+        if os_version != prev.os_version {
+            return Err(LabError::Other(format!(
+                "the image is version {os_version}, but the lab's cluster file (kept across restarts) names os_version {}; {purge}",
+                prev.os_version
+            )));
+        }
+    }
+    let (min, what) = if real_flatcar {
+        (
+            FLATCAR_MIN_DISK_BYTES,
+            "a Flatcar image (about 8 GB written)",
+        )
+    } else {
+        (MIN_DISK_BYTES, "the lab image")
+    };
+    if disk_bytes < min {
+        let default = if opts.disk_bytes.is_none() && previous.is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
+        return Err(LabError::Other(format!(
+            "--disk-size {}{default} is too small for {what}: give at least {}, e.g. --disk-size 12G (the disks are sparse)",
+            format_size(disk_bytes),
+            format_size(min)
+        )));
+    }
+    if memory_mib < 256 {
+        return Err(LabError::Other(format!(
+            "--memory {memory_mib}: each machine needs at least 256 MiB"
+        )));
+    }
+    if real_flatcar && memory_mib < FLATCAR_MEMORY_MIB {
+        progress(format!(
+            "warning: --memory {memory_mib} MiB is likely too little for Flatcar's PXE boot (the whole OS unpacks into RAM; the installer then fails or the kernel panics): use --memory {FLATCAR_MEMORY_MIB} or more"
+        ));
+    }
+    Ok(Plan {
+        image_dir,
+        image_built,
+        os_version,
+        memory_mib,
+        disk_bytes,
+        real_flatcar,
+    })
+}
+
+/// Links the image's files into `boot-assets/flatcar/VERSION/`, where the boot server serves
+/// them under `/assets/flatcar/VERSION/` (`cached_install`): the kernel, initrd and image,
+/// and the signature and `version.txt` when the directory has them (links of a previous start
+/// that the directory no longer has are removed).
+fn link_image(lab: &LabDir, image_dir: &Path, os_version: &str) -> Result<(), LabError> {
+    let served = lab.boot_assets().join("flatcar").join(os_version);
+    std::fs::create_dir_all(&served).map_err(LabError::io(&served))?;
+    for f in IMAGE_FILES.iter().chain(&[SIGNATURE_FILE, VERSION_FILE]) {
+        let link = served.join(f);
+        let _ = std::fs::remove_file(&link);
+        let source = image_dir.join(f);
+        if IMAGE_FILES.contains(f) || source.is_file() {
+            std::os::unix::fs::symlink(&source, &link).map_err(LabError::io(&link))?;
+        }
+    }
+    Ok(())
 }
 
 /// Names, MACs, SSH forwards and BMC ports of a new QEMU lab.
@@ -607,7 +1026,13 @@ fn cluster_file(
     boot_url: &str,
     machines: &[LabMachine],
     qemu: &[QemuMachine],
+    plan: &Plan,
 ) -> String {
+    let image = if plan.real_flatcar {
+        format!("Flatcar's files from {}", plan.image_dir.display())
+    } else {
+        "the lab image (lab/qemu/build-image.sh)".to_string()
+    };
     let mut s = format!(
         r#"# The lab's cluster, written by `roundhouse lab up --qemu` (docs/lab.md). Each machine is a
 # QEMU VM behind its own IPMI BMC (OpenIPMI's ipmi_sim on 127.0.0.1), netbooting from the
@@ -626,9 +1051,11 @@ cluster {{
   boot_server_http = "{boot_url}"
 
   os_channel     = "stable"
-  os_version     = "{OS_VERSION}"  # the lab image (lab/qemu/build-image.sh), served from boot-assets/
+  os_version     = "{version}"  # {image}, served from boot-assets/
   cached_install = true
   install_disk   = "/dev/vda"
+  # QEMU's first serial port is the VM's serial.log: the console Flatcar's kernel, GRUB's
+  # linux_console and the lab image all write to.
   kernel_console = ["console=ttyS0,115200n8"]
 
   on_controller_change = "hold"
@@ -653,6 +1080,7 @@ hook "{hook}" {{
         hook = cluster::HOOK_NAME,
         dest = cluster::HOOK_DESTINATION,
         marker = cluster::HOOK_MARKER,
+        version = plan.os_version,
     );
     for (m, q) in machines.iter().zip(qemu) {
         s.push_str(&format!(
@@ -767,7 +1195,8 @@ mod tests {
 
     #[test]
     fn nothing_installed_names_each_package_once() {
-        let msg = missing(|_| false).expect("everything is missing");
+        let msg = missing(MACHINE_NEEDS.iter().chain(BUILD_NEEDS), |_| false)
+            .expect("everything is missing");
         assert!(msg.contains("program `ipmi_sim` is missing: apt-get install openipmi"));
         assert!(msg.contains("file `/usr/share/OVMF/OVMF_CODE_4M.fd` is missing"));
         let all = msg.lines().last().unwrap_or_default();
@@ -780,10 +1209,10 @@ mod tests {
 
     #[test]
     fn only_what_is_missing_is_listed() {
-        let msg = missing(|n| n.what != "ipmi_sim").expect("ipmi_sim is missing");
+        let msg = missing(MACHINE_NEEDS, |n| n.what != "ipmi_sim").expect("ipmi_sim is missing");
         assert_eq!(msg.lines().count(), 2, "{msg}");
         assert!(msg.ends_with("apt-get install openipmi"), "{msg}");
-        assert!(missing(|_| true).is_none());
+        assert!(missing(MACHINE_NEEDS.iter().chain(BUILD_NEEDS), |_| true).is_none());
     }
 
     #[test]
@@ -794,7 +1223,21 @@ mod tests {
         assert_eq!(machines[0].role, "controller");
         assert_eq!(machines[1].role, "worker");
         assert_ne!(machines[0].address, machines[1].address);
-        let text = cluster_file(&lab, "http://192.0.2.1:8080", &machines, &qemu);
+        let plan = Plan {
+            image_dir: PathBuf::from("/srv/flatcar"),
+            image_built: false,
+            os_version: "4230.2.4".into(),
+            memory_mib: 3072,
+            disk_bytes: 12 << 30,
+            real_flatcar: true,
+        };
+        let text = cluster_file(&lab, "http://192.0.2.1:8080", &machines, &qemu, &plan);
+        assert!(text.contains("os_version     = \"4230.2.4\""), "{text}");
+        // Real Flatcar's kernel writes to the VM's serial.log only with this console.
+        assert!(
+            text.contains("kernel_console = [\"console=ttyS0,115200n8\"]"),
+            "{text}"
+        );
         assert_eq!(
             text.matches("driver        = \"ipmi\"").count(),
             2,
@@ -804,5 +1247,251 @@ mod tests {
             assert!(text.contains(&format!("port          = {}", q.bmc_port)));
         }
         assert!(text.contains("boot_server_http = \"http://192.0.2.1:8080\""));
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("12G"), Ok(12 << 30));
+        assert_eq!(parse_size("2048M"), Ok(2 << 30));
+        assert_eq!(parse_size("2048mib"), Ok(2 << 30));
+        assert_eq!(parse_size(" 1T "), Ok(1 << 40));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(format_size(12 << 30), "12G");
+        assert_eq!(format_size(2560 << 20), "2560M");
+        assert_eq!(format_size(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_naming_the_value() {
+        for bad in [
+            "12",
+            "",
+            "G",
+            "1.5G",
+            "12Q",
+            "-1G",
+            "12 G",
+            "0G",
+            "99999999999T",
+        ] {
+            let err = parse_size(bad).expect_err(bad);
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+        assert!(parse_size("12").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn os_versions_are_path_and_url_safe() {
+        assert_eq!(parse_os_version("4230.2.4").as_deref(), Ok("4230.2.4"));
+        assert!(parse_os_version("current").is_ok());
+        for bad in ["", "..", "../etc", "1.0/x", "a b", ".hidden", "4230.2.4\n"] {
+            assert!(parse_os_version(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            version_in("FLATCAR_BUILD=4230\nFLATCAR_VERSION=4230.2.4\nFLATCAR_SDK_VERSION=1\n"),
+            Some("4230.2.4")
+        );
+        assert_eq!(version_in("FLATCAR_VERSION=\n"), None);
+    }
+
+    /// A Flatcar release directory with `files` (each a few bytes).
+    fn release_dir(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for f in files {
+            std::fs::write(dir.path().join(f), "x").expect("write");
+        }
+        dir
+    }
+
+    const RELEASE: [&str; 4] = [
+        "flatcar_production_image.bin.bz2",
+        "flatcar_production_pxe.vmlinuz",
+        "flatcar_production_pxe_image.cpio.gz",
+        "flatcar_production_image.bin.bz2.sig",
+    ];
+
+    fn options(dir: &Path, image_dir: Option<&Path>) -> QemuOptions {
+        QemuOptions {
+            dir: dir.join("lab"),
+            machines: 1,
+            controllers: 1,
+            binary: PathBuf::from("/bin/false"),
+            image_dir: image_dir.map(Path::to_path_buf),
+            image_cache: Some(dir.join("cache")),
+            os_version: None,
+            memory_mib: None,
+            disk_bytes: None,
+            scripts: dir.join("scripts"),
+            host_ip: None,
+        }
+    }
+
+    #[test]
+    fn a_complete_release_is_served_with_its_version() {
+        let rel = release_dir(&RELEASE);
+        std::fs::write(rel.path().join("version.txt"), "FLATCAR_VERSION=4230.2.4\n")
+            .expect("write");
+        let found = ImageDir::inspect(rel.path(), None).expect("inspect");
+        assert!(found.missing.is_empty(), "{:?}", found.missing);
+        assert!(!found.lab_built);
+        assert_eq!(found.version.as_deref(), Some("4230.2.4"));
+        // --os-version wins over version.txt.
+        let found = ImageDir::inspect(rel.path(), Some("4100.0.0")).expect("inspect");
+        assert_eq!(found.version.as_deref(), Some("4100.0.0"));
+    }
+
+    #[test]
+    fn each_missing_file_is_named_with_where_to_get_it() {
+        let rel = release_dir(&RELEASE[..2]);
+        std::fs::write(rel.path().join(RELEASE[2]), "").expect("write");
+        let found = ImageDir::inspect(rel.path(), Some("4230.2.4")).expect("inspect");
+        let text = found.missing.join("\n");
+        assert_eq!(found.missing.len(), 2, "{text}");
+        assert!(
+            text.contains("flatcar_production_pxe_image.cpio.gz` is empty: download https://stable.release.flatcar-linux.net/amd64-usr/4230.2.4/flatcar_production_pxe_image.cpio.gz"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flatcar_production_image.bin.bz2.sig` is missing: download https://stable.release.flatcar-linux.net/amd64-usr/4230.2.4/flatcar_production_image.bin.bz2.sig"),
+            "{text}"
+        );
+        // Without a version, version.txt is what is missing.
+        let found = ImageDir::inspect(release_dir(&RELEASE).path(), None).expect("inspect");
+        assert_eq!(found.version, None);
+        assert!(
+            found.missing[0].contains("version.txt` is missing"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_lab_built_directory_needs_no_signature_or_version() {
+        let built = release_dir(&[RELEASE[0], RELEASE[1], RELEASE[2], "input-hash"]);
+        let found = ImageDir::inspect(built.path(), None).expect("inspect");
+        assert!(found.missing.is_empty(), "{:?}", found.missing);
+        assert!(found.lab_built);
+        assert_eq!(found.version.as_deref(), Some(OS_VERSION));
+        std::fs::remove_file(built.path().join(RELEASE[1])).expect("rm");
+        let found = ImageDir::inspect(built.path(), None).expect("inspect");
+        assert!(
+            found.missing[0].contains("rebuild it with lab/qemu/build-image.sh"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn missing_image_files_and_programs_are_reported_together() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let rel = release_dir(&RELEASE[1..]);
+        let lab = LabDir::new(&tmp.path().join("lab")).expect("lab dir");
+        let opts = options(tmp.path(), Some(rel.path()));
+        let mut opts = opts;
+        opts.os_version = Some("4230.2.4".into());
+        let err = resolve(&opts, None, &lab, |build| {
+            assert!(!build, "a served image needs no build tools");
+            vec!["  - program `ipmi_sim` is missing: apt-get install openipmi".into()]
+        })
+        .expect_err("a file is missing");
+        assert_eq!(err.exit_code(), crate::EXIT_PREREQUISITES);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("flatcar_production_image.bin.bz2` is missing"),
+            "{msg}"
+        );
+        assert!(msg.contains("apt-get install openipmi"), "{msg}");
+        assert!(!lab.root().exists(), "resolve created the lab directory");
+    }
+
+    #[test]
+    fn real_flatcar_needs_a_big_disk_and_gets_the_knobs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let rel = release_dir(&RELEASE);
+        std::fs::write(rel.path().join("version.txt"), "FLATCAR_VERSION=4230.2.4\n")
+            .expect("write");
+        let lab = LabDir::new(&tmp.path().join("lab")).expect("lab dir");
+        let mut opts = options(tmp.path(), Some(rel.path()));
+        let err = resolve(&opts, None, &lab, |_| Vec::new()).expect_err("2G is too small");
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string()
+                .contains("--disk-size 2G (the default) is too small for a Flatcar image"),
+            "{err}"
+        );
+        opts.disk_bytes = Some(12 << 30);
+        opts.memory_mib = Some(3072);
+        let plan = resolve(&opts, None, &lab, |_| Vec::new()).expect("resolve");
+        assert_eq!(
+            plan,
+            Plan {
+                image_dir: std::path::absolute(rel.path()).expect("absolute"),
+                image_built: false,
+                os_version: "4230.2.4".into(),
+                memory_mib: 3072,
+                disk_bytes: 12 << 30,
+                real_flatcar: true,
+            }
+        );
+    }
+
+    #[test]
+    fn a_restart_keeps_the_recorded_knobs_and_refuses_a_new_disk_size() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lab = LabDir::new(&tmp.path().join("lab")).expect("lab dir");
+        let recorded = QemuLab {
+            scripts: tmp.path().join("scripts"),
+            image_dir: tmp.path().join("built"),
+            machines: Vec::new(),
+            image_built: true,
+            os_version: OS_VERSION.into(),
+            memory_mib: 1536,
+            disk_bytes: 4 << 30,
+        };
+        let mut opts = options(tmp.path(), None);
+        opts.image_cache = None;
+        let plan = resolve(&opts, Some(&recorded), &lab, |build| {
+            assert!(build, "the recorded lab builds its image");
+            Vec::new()
+        })
+        .expect("resolve");
+        assert_eq!(plan.image_dir, tmp.path().join("built"));
+        assert_eq!((plan.memory_mib, plan.disk_bytes), (1536, 4 << 30));
+        // Memory may change at a restart, the disks' size may not.
+        opts.memory_mib = Some(2048);
+        let plan = resolve(&opts, Some(&recorded), &lab, |_| Vec::new()).expect("resolve");
+        assert_eq!(plan.memory_mib, 2048);
+        opts.disk_bytes = Some(8 << 30);
+        let err = resolve(&opts, Some(&recorded), &lab, |_| Vec::new()).expect_err("resize");
+        assert!(err.to_string().contains("--disk-size 8G"), "{err}");
+        assert!(err.to_string().contains("made 4G"), "{err}");
+    }
+
+    #[test]
+    fn a_lab_json_of_before_the_knobs_reads_with_the_old_defaults() {
+        let q: QemuLab =
+            serde_json::from_str(r#"{"scripts": "/s", "image_dir": "/i", "machines": []}"#)
+                .expect("parse");
+        assert!(q.image_built);
+        assert_eq!(q.os_version, OS_VERSION);
+        assert_eq!((q.memory_mib, q.disk_bytes), (1024, 2 << 30));
+    }
+
+    #[test]
+    fn served_links_follow_the_image_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lab = LabDir::new(tmp.path()).expect("lab dir");
+        let rel = release_dir(&RELEASE);
+        link_image(&lab, rel.path(), "4230.2.4").expect("link");
+        let served = lab.boot_assets().join("flatcar/4230.2.4");
+        for f in RELEASE {
+            assert_eq!(
+                std::fs::read_link(served.join(f)).expect("a link"),
+                rel.path().join(f)
+            );
+        }
+        // Served again from a directory without a signature: no stale link to the old one.
+        let built = release_dir(&RELEASE[..3]);
+        link_image(&lab, built.path(), "4230.2.4").expect("link");
+        assert!(std::fs::symlink_metadata(served.join(RELEASE[3])).is_err());
+        assert!(served.join(RELEASE[0]).exists());
     }
 }
