@@ -17,7 +17,8 @@ use crate::exit::Exit;
 /// loopback address. `lab demo` runs the whole story in under a minute.
 ///
 /// Exit codes: 0 success, 1 failure, 64 bad command line, 69 this machine lacks a program
-/// or privilege the simulator needs (the message says what to install or allow).
+/// or privilege the simulator needs, or a file of --image-dir is missing (the message says
+/// what to install, allow or download).
 ///
 /// Examples:
 ///   roundhouse lab demo
@@ -104,7 +105,7 @@ pub enum LabCommand {
               value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
         memory: Option<u32>,
         /// Size of each --qemu machine's sparse disk: a whole number with K, M, G or T (powers
-        /// of 1024), e.g. 12G or 2048M (default 2G). Flatcar's image writes about 8 GB: give
+        /// of 1024), e.g. 12G or 2048M (default 2G). Flatcar's image writes about 7.8 GiB: give
         /// it 12G (at least 9G is required).
         #[arg(long, value_name = "SIZE", requires = "qemu",
               value_parser = roundhouse_lab::qemu::parse_size)]

@@ -47,8 +47,8 @@ pub const DEFAULT_DISK_BYTES: u64 = 2 << 30;
 pub const MIN_DISK_BYTES: u64 = 256 << 20;
 
 /// Smallest disk `lab up` accepts for a real Flatcar image: `flatcar-install` writes the whole
-/// image, whose partitions (flatcar/scripts' `disk_layout.json`) end near 8 GB, and a smaller
-/// disk fails minutes later inside the installer with "No space left on device".
+/// image, whose partitions (flatcar/scripts' `disk_layout.json`) end at about 7.8 GiB, and a
+/// smaller disk fails minutes later inside the installer with "No space left on device".
 pub const FLATCAR_MIN_DISK_BYTES: u64 = 9 << 30;
 
 /// Longest password both ends take: IPMI v2.0 allows 20 bytes, but ipmi_sim keeps 16 (an
@@ -732,7 +732,7 @@ pub fn up(opts: &QemuOptions) -> Result<LabState, LabError> {
         ));
     } else {
         progress(format!(
-            "serving the image in {} as Flatcar {} (not built: --image-dir)",
+            "serving the image in {} as OS version {} (not built: --image-dir)",
             image_dir.display(),
             plan.os_version
         ));
@@ -871,6 +871,14 @@ fn resolve(
         .disk_bytes
         .or(previous.map(|q| q.disk_bytes))
         .unwrap_or(DEFAULT_DISK_BYTES);
+    // A restart that names no image keeps the recorded one, and with it the version it was
+    // served as (which may have come from --os-version).
+    let same_image = opts.image_dir.is_none() && opts.image_cache.is_none();
+    let os_version = opts.os_version.clone().or_else(|| {
+        previous
+            .filter(|_| same_image)
+            .map(|q| q.os_version.clone())
+    });
     let given_dir = opts.image_dir.clone().or_else(|| {
         previous
             .filter(|q| !q.image_built && opts.image_cache.is_none())
@@ -879,7 +887,7 @@ fn resolve(
     let mut problems = Vec::new();
     let (image_dir, image_built, version, real_flatcar) = match given_dir {
         Some(dir) => {
-            let found = ImageDir::inspect(&dir, opts.os_version.as_deref())?;
+            let found = ImageDir::inspect(&dir, os_version.as_deref())?;
             problems.extend(found.missing);
             (found.dir, false, found.version, !found.lab_built)
         }
@@ -894,7 +902,7 @@ fn resolve(
                 })
                 .unwrap_or_else(default_image_dir);
             let cache = std::path::absolute(&cache).map_err(LabError::io(&cache))?;
-            let version = opts.os_version.as_deref().unwrap_or(OS_VERSION);
+            let version = os_version.as_deref().unwrap_or(OS_VERSION);
             (cache, true, Some(version.to_string()), false)
         }
     };
@@ -931,7 +939,7 @@ fn resolve(
     let (min, what) = if real_flatcar {
         (
             FLATCAR_MIN_DISK_BYTES,
-            "a Flatcar image (about 8 GB written)",
+            "a Flatcar image (about 7.8 GiB written)",
         )
     } else {
         (MIN_DISK_BYTES, "the lab image")
@@ -1463,6 +1471,36 @@ mod tests {
         let err = resolve(&opts, Some(&recorded), &lab, |_| Vec::new()).expect_err("resize");
         assert!(err.to_string().contains("--disk-size 8G"), "{err}");
         assert!(err.to_string().contains("made 4G"), "{err}");
+    }
+
+    #[test]
+    fn a_restart_keeps_the_version_the_image_was_served_as() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lab = LabDir::new(&tmp.path().join("lab")).expect("lab dir");
+        let built = release_dir(&[RELEASE[0], RELEASE[1], RELEASE[2], "input-hash"]);
+        let recorded = QemuLab {
+            scripts: tmp.path().join("scripts"),
+            image_dir: built.path().to_path_buf(),
+            machines: Vec::new(),
+            image_built: false,
+            os_version: "4459.1.0".into(),
+            memory_mib: 1024,
+            disk_bytes: 2 << 30,
+        };
+        let mut opts = options(tmp.path(), None);
+        opts.image_cache = None;
+        let plan = resolve(&opts, Some(&recorded), &lab, |_| Vec::new()).expect("restart");
+        assert_eq!(plan.os_version, "4459.1.0");
+        assert_eq!(plan.image_dir, built.path());
+        assert!(!plan.image_built);
+        // Another image directory is looked at afresh: its version is its own.
+        let other = release_dir(&[RELEASE[0], RELEASE[1], RELEASE[2], "input-hash"]);
+        opts.image_dir = Some(other.path().to_path_buf());
+        let err = resolve(&opts, Some(&recorded), &lab, |_| Vec::new()).expect_err("version");
+        assert!(
+            err.to_string().contains("names os_version 4459.1.0"),
+            "{err}"
+        );
     }
 
     #[test]
