@@ -19,7 +19,13 @@
 # - bench/fetch-bodies.py asks the boot server for every body once and stores them as files
 #   named by MAC; nginx (test-local config, more loopback ports) serves them with try_files
 #   on $arg_mac.
-# Needs the Debian packages wrk, nginx-light (or any nginx), python3, curl; builds --release.
+# PIN=1 keeps client and servers off each other's CPUs: both servers run on the last CPU
+# (taskset; roundhouse then starts one worker, nginx gets worker_processes 1) and wrk, with one
+# thread, on the others. On a 2-core machine an unpinned run measures mostly the scheduler:
+# four busy threads (two of wrk, two of the server) share two cores, and a server thread that
+# loses its time slice stalls every connection it holds for milliseconds.
+# Needs the Debian packages wrk, nginx-light (or any nginx), python3, curl, util-linux (taskset);
+# builds --release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes="${1:-10000}"
@@ -29,6 +35,17 @@ seconds="${2:-10}"
 rounds="${ROUNDS:-2}"
 connections=64
 threads=2
+server_cpu="" client_cpus="" nginx_workers=auto
+pin=()
+client_pin=()
+if [ "${PIN:-0}" = 1 ]; then
+  last=$(($(nproc) - 1))
+  [ "$last" -ge 1 ] || { echo "PIN=1 needs at least 2 CPUs" >&2; exit 1; }
+  server_cpu=$last client_cpus="0-$((last - 1))" nginx_workers=1
+  threads=$last
+  pin=(taskset -c "$server_cpu")
+  client_pin=(taskset -c "$client_cpus")
+fi
 
 for tool in wrk nginx python3 curl; do
   command -v "$tool" >/dev/null || {
@@ -92,7 +109,9 @@ start_server() {
   local name="$1" filter="$2" port=""
   mkdir -p "$work/state-$name"
   cp "$work/state/netboot.json" "$work/state-$name/"
-  RUST_LOG="$filter" "$bin" serve --address 127.0.0.1:0 --data-path "$work/data" \
+  # Created here: the background job below opens it asynchronously, after the loop may read it.
+  : > "$work/server-$name.log"
+  RUST_LOG="$filter" "${pin[@]}" "$bin" serve --address 127.0.0.1:0 --data-path "$work/data" \
     --state-path "$work/state-$name" 2> "$work/server-$name.log" &
   server_pids[$name]=$!
   for _ in $(seq 1 600); do
@@ -129,7 +148,7 @@ locations='
 nginx_port_on=$(free_port)
 nginx_port_off=$(free_port)
 cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes auto;
+worker_processes $nginx_workers;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 events { worker_connections 1024; }
@@ -154,7 +173,7 @@ http {
   }
 }
 CONF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon on;'
+"${pin[@]}" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon on;'
 for _ in $(seq 1 50); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.1; done
 nginx_pid=$(cat "$work/nginx/nginx.pid")
 nginx_on="http://127.0.0.1:$nginx_port_on"
@@ -174,9 +193,9 @@ done
 # run NAME URL PATH_FORMAT: prints the RESULT line of a measured wrk run (after a warm-up).
 run() {
   local name="$1" url="$2" fmt="$3"
-  wrk -t"$threads" -c"$connections" -d2s -s bench/wrk-cycle.lua "$url" \
+  "${client_pin[@]}" wrk -t"$threads" -c"$connections" -d2s -s bench/wrk-cycle.lua "$url" \
     -- "$work/macs.txt" "$fmt" >/dev/null
-  wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s bench/wrk-cycle.lua "$url" \
+  "${client_pin[@]}" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s bench/wrk-cycle.lua "$url" \
     -- "$work/macs.txt" "$fmt" > "$work/wrk-$name.txt"
   grep '^RESULT ' "$work/wrk-$name.txt"
 }
@@ -216,7 +235,9 @@ done
 metrics=$(curl -fsS "$server_on/metrics")
 
 echo
-echo "## roundhouse serve vs nginx: $mac_count nodes, wrk -t$threads -c$connections -d${seconds}s, best of $rounds"
+pinning="not pinned"
+[ -n "$server_cpu" ] && pinning="servers pinned to CPU $server_cpu, wrk to CPU $client_cpus"
+echo "## roundhouse serve vs nginx: $mac_count nodes, wrk -t$threads -c$connections -d${seconds}s, best of $rounds, $pinning"
 echo
 echo "| route | access log | server | requests/s | p50 | p99 | non-2xx | socket errors | req/s vs nginx |"
 echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
