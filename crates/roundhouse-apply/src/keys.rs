@@ -129,19 +129,24 @@ impl KeyPair {
     }
 
     fn load(path: &Path) -> Result<Option<KeyPair>, KeyError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(KeyError::Io {
-                    action: "reading",
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+        let Some(text) = read_key_file(path)? else {
+            return Ok(None);
         };
         let key = decode_private(&text, path)?;
         Self::from_key(key, path).map(Some)
+    }
+}
+
+/// The text of a key file; `None` when it does not exist (yet).
+fn read_key_file(path: &Path) -> Result<Option<String>, KeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(KeyError::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -188,16 +193,8 @@ impl HostKeyPair {
     /// `.pub` file, the texts are taken as they are; anything else goes through a full decode,
     /// which also re-derives the public half.
     fn load(path: &Path) -> Result<Option<HostKeyPair>, KeyError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(KeyError::Io {
-                    action: "reading",
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+        let Some(text) = read_key_file(path)? else {
+            return Ok(None);
         };
         let mut pub_path = path.as_os_str().to_owned();
         pub_path.push(".pub");
