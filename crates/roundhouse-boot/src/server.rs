@@ -517,6 +517,61 @@ fn new_problems<'a>(old: &[Problem], new: &'a [Problem]) -> Vec<&'a Problem> {
     new.iter().filter(|p| !old.contains(p)).collect()
 }
 
+/// Computes fingerprints of the data on a thread of its own at the lowest CPU priority.
+///
+/// A full scan stats every file: about 0.17 s of CPU for a 10,000-node data directory. Run
+/// on the blocking pool at normal priority, that stole a share of a CPU from the HTTP workers
+/// every few seconds, and it was what set p99 latency under load (docs/benchmarks.md). At
+/// nice 19 the scheduler gives it about 1.5% of a busy CPU, so a reload is noticed a little
+/// later on a saturated machine and requests never wait for it.
+struct Scanner {
+    requests: std::sync::mpsc::Sender<(bool, tokio::sync::oneshot::Sender<u64>)>,
+}
+
+impl Scanner {
+    /// `None` (logged) if the thread cannot be started: the server then runs without reloading.
+    fn start(data: PathBuf, state_dir: Option<PathBuf>) -> Option<Scanner> {
+        let (requests, incoming) =
+            std::sync::mpsc::channel::<(bool, tokio::sync::oneshot::Sender<u64>)>();
+        let started = std::thread::Builder::new()
+            .name("reload-scan".into())
+            .spawn(move || {
+                lower_priority();
+                for (full, reply) in incoming {
+                    let fp = if full {
+                        fingerprint(&data, state_dir.as_deref())
+                    } else {
+                        quick_fingerprint(&data, state_dir.as_deref())
+                    };
+                    let _ = reply.send(fp);
+                }
+            });
+        match started {
+            Ok(_) => Some(Scanner { requests }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the reload scanner; changes to the data directory need a restart");
+                None
+            }
+        }
+    }
+
+    async fn scan(&self, full: bool) -> u64 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.requests.send((full, reply)).is_err() {
+            return 0;
+        }
+        answer.await.unwrap_or(0)
+    }
+}
+
+/// Nice 19 for the calling thread (Linux keeps a nice value per thread).
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::debug!(error = %e, "could not lower the reload scanner's priority");
+    }
+}
+
 async fn reload_loop(
     state: AppState,
     data: PathBuf,
@@ -524,34 +579,27 @@ async fn reload_loop(
     interval: Duration,
     loaded: (u64, u64),
 ) {
-    let fp = |data: PathBuf, sd: Option<PathBuf>, full: bool| async move {
-        tokio::task::spawn_blocking(move || {
-            if full {
-                fingerprint(&data, sd.as_deref())
-            } else {
-                quick_fingerprint(&data, sd.as_deref())
-            }
-        })
-        .await
-        .unwrap_or(0)
+    let Some(scanner) = Scanner::start(data.clone(), state_dir.clone()) else {
+        return;
     };
+    let fp = |full: bool| scanner.scan(full);
     let (mut seen, mut seen_quick) = loaded;
     let mut tick: u32 = 0;
     loop {
         tokio::time::sleep(interval).await;
         tick = tick.wrapping_add(1);
-        let quick = fp(data.clone(), state_dir.clone(), false).await;
+        let quick = fp(false).await;
         if quick == seen_quick && !tick.is_multiple_of(FULL_SCAN_EVERY) {
             continue;
         }
         seen_quick = quick;
-        let now = fp(data.clone(), state_dir.clone(), true).await;
+        let now = fp(true).await;
         if now == seen {
             continue;
         }
         // Let a writer finish: load only once the tree has been still for a moment.
         tokio::time::sleep(interval.min(Duration::from_millis(200))).await;
-        let settled = fp(data.clone(), state_dir.clone(), true).await;
+        let settled = fp(true).await;
         if settled != now {
             continue;
         }
