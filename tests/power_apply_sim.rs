@@ -73,3 +73,42 @@ fn apply_installs_through_the_redfish_driver_and_leaves_disk_persistent() {
         "{all}"
     );
 }
+
+/// `persistent_boot = "network"`: the machine keeps the network as its first boot device, so
+/// when the installer reboots it, it asks the boot server again before apply has seen the
+/// install. The boot server answers "boot from disk" as soon as the installer has fetched its
+/// config under the current install-pending mark: one installation, not a loop.
+#[test]
+fn with_persistent_network_boot_the_installer_reboot_boots_the_disk() {
+    let lab = Lab::new(&[("w1", "worker")]);
+    use_redfish(&lab, &["w1"]);
+    let path = lab.root().join("cluster.hcl");
+    let hcl = std::fs::read_to_string(&path).unwrap();
+    let hcl = hcl.replacen(
+        "    driver = \"redfish\"\n",
+        "    driver = \"redfish\"\n    persistent_boot = \"network\"\n",
+        1,
+    );
+    std::fs::write(&path, hcl).unwrap();
+    let out = apply(&lab);
+    lab.assert_ok(&out);
+    let all = text(&out);
+    assert!(all.contains("apply: 1 succeeded"), "{all}");
+    let info = lab.info("w1");
+    assert_eq!(info.status.installs, 1, "{info:#?}\n{all}");
+    assert_eq!(info.status.os, Some("installed"));
+    assert_ne!(
+        (info.boot.override_target, info.boot.override_mode),
+        (Some(BootDevice::Disk), OverrideMode::Continuous),
+        "persistent_boot = \"network\" must not be turned into disk"
+    );
+    // The boot server's journal shows the answer that stopped the loop.
+    let journal =
+        std::fs::read_to_string(lab.root().join("assets/boot-state/fetch-journal.jsonl")).unwrap();
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("\"route\":\"ipxe\"") && l.contains("\"local_boot\":true")),
+        "{journal}"
+    );
+}

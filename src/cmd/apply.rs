@@ -9,7 +9,7 @@ use anyhow::Context;
 use roundhouse_apply::exec::{Executor, HookSpec, NodeSpec, Settings};
 use roundhouse_apply::journal::JournalReader;
 use roundhouse_apply::keys::KeyStore;
-use roundhouse_apply::netboot::NetbootWriter;
+use roundhouse_apply::netboot::{Decision, NetbootWriter};
 use roundhouse_apply::power::{CommandDriver, PowerDriver, driver_for};
 use roundhouse_apply::publish::{Published, initial_netboot, publish_data};
 use roundhouse_config::Power;
@@ -169,6 +169,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         )
     })?;
     let netboot = if cluster.netboot_gating {
+        let run_started = roundhouse_store::now();
         let mut decisions = initial_netboot(&records, &prepared.names());
         // Machines that never ran an installation get the installer from the start: one
         // publication instead of one per node (each waits for the boot server to reload). A
@@ -176,16 +177,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         // so one that is never started (--max-failures) cannot reinstall itself on a reboot.
         for item in &plan.items {
             if item.action == roundhouse_plan::Action::Provision && item.old_digest.is_none() {
-                decisions.insert(
-                    item.mac,
-                    (
-                        roundhouse_boot::state::Netboot::InstallPending,
-                        item.name.clone(),
-                    ),
-                );
+                decisions.insert(item.mac, Decision::pending(&item.name, run_started));
             }
         }
-        let w = NetbootWriter::new(&boot_state, decisions);
+        let w = NetbootWriter::new(&boot_state, decisions, run_started);
         w.write()?;
         Some(Arc::new(w))
     } else {

@@ -465,7 +465,7 @@ impl Executor {
                 let intent = self.new_intent(spec, ProvisionPath::Pxe);
                 let started = intent.started_at;
                 self.change(spec, Change::BeginInstall(intent))?;
-                self.pxe_trigger(spec).await?;
+                self.pxe_trigger(spec, started).await?;
                 self.change(spec, Change::MarkTriggered)?;
                 self.finish(spec, started, &spec.digest, self.settings.pxe_deadline)
                     .await
@@ -546,7 +546,7 @@ impl Executor {
                 let booted = self.journal.fetches_since(&spec.mac, intent.started_at);
                 if booted.is_empty() {
                     self.step(spec, "resuming: no boot request from the node since the intent was journaled; running the power action again");
-                    self.pxe_trigger(spec).await?;
+                    self.pxe_trigger(spec, intent.started_at).await?;
                 } else {
                     self.step(spec, format!(
                         "resuming: the node has been network-booting since {} (the power action ran); not running it again",
@@ -579,13 +579,14 @@ impl Executor {
             .await
     }
 
-    async fn pxe_trigger(&self, spec: &NodeSpec) -> StepResult {
+    /// `begun`: when the install's intent was journaled.
+    async fn pxe_trigger(&self, spec: &NodeSpec, begun: Timestamp) -> StepResult {
+        let written = std::time::SystemTime::now();
         if let Some(nb) = &self.netboot
-            && nb.get(&spec.mac) != Some(Netboot::InstallPending)
+            && nb
+                .ensure_pending(spec.mac, &spec.name, begun, now())
+                .map_err(|e| format!("marking it install-pending: {e}"))?
         {
-            let written = std::time::SystemTime::now();
-            nb.set(spec.mac, Netboot::InstallPending, &spec.name)
-                .map_err(|e| format!("marking it install-pending: {e}"))?;
             // The machine must get the installer, not "boot from disk", when it PXE-boots.
             if let Some(boot) = &self.boot
                 && let Err(e) = boot
@@ -821,7 +822,7 @@ impl Executor {
                                 .await?;
                                 session.close().await;
                                 if let Some(nb) = &self.netboot {
-                                    nb.set(spec.mac, Netboot::Installed, &spec.name)
+                                    nb.set_installed(spec.mac, &spec.name)
                                         .map_err(|e| format!("marking it installed: {e}"))?;
                                 }
                                 self.boot_device_after_install(spec).await;
@@ -876,7 +877,7 @@ impl Executor {
                     && matches!(f.group.as_deref(), Some(g) if g == install_group || g == spec.name)
             });
         if let Some(f) = installing {
-            nb.set(spec.mac, Netboot::Installed, &spec.name)
+            nb.set_installed(spec.mac, &spec.name)
                 .map_err(|e| format!("marking it installed after the installer started: {e}"))?;
             self.step(
                 spec,

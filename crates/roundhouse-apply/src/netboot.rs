@@ -13,11 +13,46 @@ use std::sync::Mutex;
 
 use bootdata::Mac;
 use roundhouse_boot::state::{NETBOOT_FILE, NETBOOT_FORMAT, Netboot, NetbootFile, NetbootNode};
+use roundhouse_plan::Timestamp;
+
+/// One machine's netboot decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What the boot server answers when it network-boots.
+    pub netboot: Netboot,
+    /// Node name (informational, in the file).
+    pub name: String,
+    /// For install-pending: when it was marked so. The boot server tells a machine to boot
+    /// from its disk once it was served a config under this mark (its installer is running),
+    /// so each mark allows one installation; a new mark (a new value) allows the next.
+    pub pending_since: Option<Timestamp>,
+}
+
+impl Decision {
+    /// Boot from the local disk.
+    pub fn installed(name: &str) -> Decision {
+        Decision {
+            netboot: Netboot::Installed,
+            name: name.to_string(),
+            pending_since: None,
+        }
+    }
+
+    /// Serve the installer, from `since` on.
+    pub fn pending(name: &str, since: Timestamp) -> Decision {
+        Decision {
+            netboot: Netboot::InstallPending,
+            name: name.to_string(),
+            pending_since: Some(since),
+        }
+    }
+}
 
 /// The netboot state file, held in memory and written through on every change.
 pub struct NetbootWriter {
     path: PathBuf,
-    nodes: Mutex<BTreeMap<Mac, (Netboot, String)>>,
+    nodes: Mutex<BTreeMap<Mac, Decision>>,
+    run_started: Timestamp,
 }
 
 /// Writing `netboot.json` failed.
@@ -32,11 +67,18 @@ pub struct NetbootError {
 }
 
 impl NetbootWriter {
-    /// A writer of `<dir>/netboot.json`, starting from `initial` (MAC → decision, node name).
-    pub fn new(dir: &Path, initial: BTreeMap<Mac, (Netboot, String)>) -> NetbootWriter {
+    /// A writer of `<dir>/netboot.json` for the run that started at `run_started`, starting
+    /// from `initial` (machines this run is going to install may already be marked pending
+    /// from `run_started`).
+    pub fn new(
+        dir: &Path,
+        initial: BTreeMap<Mac, Decision>,
+        run_started: Timestamp,
+    ) -> NetbootWriter {
         NetbootWriter {
             path: dir.join(NETBOOT_FILE),
             nodes: Mutex::new(initial),
+            run_started,
         }
     }
 
@@ -45,37 +87,67 @@ impl NetbootWriter {
         &self.path
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Mac, Decision>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Writes the current decisions.
     pub fn write(&self) -> Result<(), NetbootError> {
-        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        write_file(&self.path, &nodes)
+        write_file(&self.path, &self.lock())
     }
 
     /// The current decision for `mac`.
     pub fn get(&self, mac: &Mac) -> Option<Netboot> {
-        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.get(mac).map(|(n, _)| *n)
+        self.lock().get(mac).map(|d| d.netboot)
     }
 
-    /// Sets one machine's decision and writes the file.
-    pub fn set(&self, mac: Mac, netboot: Netboot, name: &str) -> Result<(), NetbootError> {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.insert(mac, (netboot, name.to_string()));
+    /// Marks a machine installed and writes the file.
+    pub fn set_installed(&self, mac: Mac, name: &str) -> Result<(), NetbootError> {
+        let mut nodes = self.lock();
+        nodes.insert(mac, Decision::installed(name));
         write_file(&self.path, &nodes)
+    }
+
+    /// Makes sure the machine gets the installer for an install that began at `begun`: a mark
+    /// from `begun` or from this run is kept (the same install resumed, or a fresh machine
+    /// marked when the run started); an older one is renewed (the machine may have fetched a
+    /// config under it, in a failed attempt), as is any other decision: the machine is marked
+    /// pending from `now` and the file written. Returns whether the file changed (the boot
+    /// server must reload before the machine boots).
+    pub fn ensure_pending(
+        &self,
+        mac: Mac,
+        name: &str,
+        begun: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, NetbootError> {
+        let mut nodes = self.lock();
+        if let Some(d) = nodes.get(&mac)
+            && d.netboot == Netboot::InstallPending
+            && d.pending_since
+                .is_some_and(|since| since >= begun.min(self.run_started))
+        {
+            return Ok(false);
+        }
+        nodes.insert(mac, Decision::pending(name, now));
+        write_file(&self.path, &nodes).map(|()| true)
     }
 }
 
-fn write_file(path: &Path, nodes: &BTreeMap<Mac, (Netboot, String)>) -> Result<(), NetbootError> {
+fn write_file(path: &Path, nodes: &BTreeMap<Mac, Decision>) -> Result<(), NetbootError> {
     let doc = NetbootFile {
         format: NETBOOT_FORMAT.to_string(),
         nodes: nodes
             .iter()
-            .map(|(mac, (netboot, name))| {
+            .map(|(mac, d)| {
                 (
                     mac.to_string(),
                     NetbootNode {
-                        netboot: *netboot,
-                        name: Some(name.clone()),
+                        netboot: d.netboot,
+                        name: Some(d.name.clone()),
+                        pending_since_unix_ms: d
+                            .pending_since
+                            .and_then(|t| u64::try_from(t.unix_millis()).ok()),
                     },
                 )
             })
@@ -127,17 +199,56 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let a = Mac::parse("52:54:00:00:00:01").unwrap();
         let b = Mac::parse("52:54:00:00:00:02").unwrap();
-        let w = NetbootWriter::new(
-            tmp.path(),
-            [(a, (Netboot::Installed, "a".to_string()))].into(),
-        );
+        let t = |ms| Timestamp::from_unix_millis(ms);
+        let w = NetbootWriter::new(tmp.path(), [(a, Decision::installed("a"))].into(), t(0));
         w.write().unwrap();
-        w.set(b, Netboot::InstallPending, "b").unwrap();
+        assert!(w.ensure_pending(b, "b", t(1_000), t(1_500)).unwrap());
         let s = FileNetbootState::load(tmp.path()).unwrap().unwrap();
         assert_eq!(s.netboot(&a), Some(Netboot::Installed));
+        assert_eq!(s.pending_since(&a), None);
         assert_eq!(s.netboot(&b), Some(Netboot::InstallPending));
-        w.set(b, Netboot::Installed, "b").unwrap();
+        assert_eq!(
+            s.pending_since(&b),
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_500))
+        );
+        w.set_installed(b, "b").unwrap();
         let s = FileNetbootState::load(tmp.path()).unwrap().unwrap();
         assert_eq!(s.netboot(&b), Some(Netboot::Installed));
+    }
+
+    #[test]
+    fn a_pending_mark_is_kept_for_its_install_and_renewed_for_a_later_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = Mac::parse("52:54:00:00:00:01").unwrap();
+        let t = |ms| Timestamp::from_unix_millis(ms);
+        // Marked when the run started (a fresh machine); its install begins later.
+        let w = NetbootWriter::new(
+            tmp.path(),
+            [(m, Decision::pending("m", t(100)))].into(),
+            t(100),
+        );
+        assert!(
+            !w.ensure_pending(m, "m", t(150), t(200)).unwrap(),
+            "same run"
+        );
+        // An install resumed from an earlier run keeps the mark it was given then.
+        let w = NetbootWriter::new(
+            tmp.path(),
+            [(m, Decision::pending("m", t(50)))].into(),
+            t(300),
+        );
+        assert!(!w.ensure_pending(m, "m", t(50), t(310)).unwrap(), "resumed");
+        // A later install (a retry after a failure) needs a new mark: the machine may have
+        // fetched a config under the old one.
+        assert!(w.ensure_pending(m, "m", t(400), t(410)).unwrap());
+        let s = FileNetbootState::load(tmp.path()).unwrap().unwrap();
+        assert_eq!(
+            s.pending_since(&m),
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(410))
+        );
+        // An installed machine being reinstalled.
+        w.set_installed(m, "m").unwrap();
+        assert!(w.ensure_pending(m, "m", t(500), t(510)).unwrap());
+        assert_eq!(w.get(&m), Some(Netboot::InstallPending));
     }
 }

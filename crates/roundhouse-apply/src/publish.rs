@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bootdata::Mac;
-use roundhouse_boot::state::Netboot;
+
 use roundhouse_plan::NodeState;
 use roundhouse_render::{Manifest, RenderedCluster, WriteError, write_matchbox_dir};
 use roundhouse_store::NodeRecord;
 
-use crate::netboot::replace_atomic;
+use crate::netboot::{Decision, replace_atomic};
 
 /// File (in the asset directory) mapping config digests to published final-config SHA-256s.
 pub const PUBLISHED_FILE: &str = "published-configs.json";
@@ -146,19 +146,23 @@ pub fn publish_data(rendered: &RenderedCluster, data_dir: &Path) -> Result<Manif
 pub fn initial_netboot(
     records: &[NodeRecord],
     names: &BTreeMap<Mac, String>,
-) -> BTreeMap<Mac, (Netboot, String)> {
+) -> BTreeMap<Mac, Decision> {
     let mut out = BTreeMap::new();
     for r in records {
         let Some(name) = names.get(&r.mac) else {
             continue;
         };
         let decision = match &r.state {
-            NodeState::Installing { .. } => Some(Netboot::InstallPending),
-            s if s.last_installed().is_some() => Some(Netboot::Installed),
+            // Pending since its intent: a resumed install whose installer already fetched its
+            // config is not offered the installer again.
+            NodeState::Installing { intent, .. } => {
+                Some(Decision::pending(name, intent.started_at))
+            }
+            s if s.last_installed().is_some() => Some(Decision::installed(name)),
             _ => None,
         };
         if let Some(d) = decision {
-            out.insert(r.mac, (d, name.clone()));
+            out.insert(r.mac, d);
         }
     }
     out

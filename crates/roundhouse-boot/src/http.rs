@@ -4,9 +4,10 @@
 //! [`ServeError`]s into status codes. Everything a request needs is in memory; no handler reads
 //! the data directory.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -63,6 +64,12 @@ struct Shared {
     journal: Arc<dyn FetchJournal>,
     metrics: Metrics,
     assets: Option<PathBuf>,
+    /// Install-pending machines (with a `pending_since`) that were served an Ignition config,
+    /// with the `pending_since` in effect then: that install's installer is running. Compared
+    /// for equality, not as times, so the clocks of the writer of `netboot.json` and of this
+    /// server need not agree. Only machines listed in the netboot state get an entry, so
+    /// requests cannot grow it.
+    installer_fetches: Mutex<HashMap<Mac, SystemTime>>,
 }
 
 /// The server's state, cheap to clone into handlers.
@@ -115,6 +122,7 @@ impl AppStateBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryJournal::new(DEFAULT_JOURNAL_RECORDS))),
                 metrics: Metrics::default(),
                 assets: self.assets,
+                installer_fetches: Mutex::default(),
             }),
         }
     }
@@ -622,8 +630,21 @@ impl AppState {
             }
         };
         let group = selected.filter(|_| !local_boot);
+        let time = SystemTime::now();
+        if route == Route::Ignition
+            && outcome.status == StatusCode::OK
+            && let Some(mac) = mac
+            && let Some(state) = self.netboot_ref(&snap)
+            && let Some(since) = state.pending_since(&mac)
+        {
+            self.shared
+                .installer_fetches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(mac, since);
+        }
         self.journal().record(Fetch {
-            time: SystemTime::now(),
+            time,
             route,
             status: outcome.status.as_u16(),
             mac,
@@ -643,6 +664,23 @@ impl AppState {
         }
     }
 
+    /// Gating: installed, or install-pending with its installer already running (it was
+    /// served an Ignition config under the current pending mark).
+    fn boots_from_disk(&self, state: &dyn NetbootState, mac: &Mac) -> bool {
+        match state.netboot(mac) {
+            Some(Netboot::Installed) => true,
+            Some(Netboot::InstallPending) => state.pending_since(mac).is_some_and(|since| {
+                self.shared
+                    .installer_fetches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(mac)
+                    == Some(&since)
+            }),
+            None => false,
+        }
+    }
+
     fn answer(
         &self,
         route: Route,
@@ -654,7 +692,7 @@ impl AppState {
         if matches!(route, Route::Ipxe | Route::Grub)
             && let Some(mac) = labels.mac()
             && let Some(state) = self.netboot_ref(snap)
-            && state.netboot(&mac) == Some(Netboot::Installed)
+            && self.boots_from_disk(state.as_ref(), &mac)
         {
             let mac = mac.to_string();
             let text = if route == Route::Ipxe {

@@ -40,32 +40,56 @@ pub enum Netboot {
 pub trait NetbootState: Send + Sync {
     /// The decision for one machine.
     fn netboot(&self, mac: &Mac) -> Option<Netboot>;
+
+    /// When an install-pending machine was marked so; a new value is a new install request.
+    /// Once an Ignition config was served to the machine under a mark, its installer is
+    /// running: it is told to boot from its disk until the mark changes, so a machine that
+    /// tries the network first does not reinstall when the installer reboots it. `None` (the
+    /// default; files without `pending_since_unix_ms`): the installer is served until the
+    /// decision changes.
+    fn pending_since(&self, _mac: &Mac) -> Option<SystemTime> {
+        None
+    }
 }
 
 /// Netboot decisions held in memory, settable at run time (tests, embedding).
 #[derive(Debug, Default)]
 pub struct MemoryNetbootState {
-    nodes: RwLock<HashMap<Mac, Netboot>>,
+    nodes: RwLock<HashMap<Mac, (Netboot, Option<SystemTime>)>>,
 }
 
 impl MemoryNetbootState {
     /// Sets or clears (`None`) the decision for a machine.
     pub fn set(&self, mac: Mac, state: Option<Netboot>) {
+        self.set_with_since(mac, state.map(|s| (s, None)));
+    }
+
+    /// Sets or clears the decision for a machine, with when it became install-pending.
+    pub fn set_with_since(&self, mac: Mac, state: Option<(Netboot, Option<SystemTime>)>) {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         match state {
             Some(s) => nodes.insert(mac, s),
             None => nodes.remove(&mac),
         };
     }
-}
 
-impl NetbootState for MemoryNetbootState {
-    fn netboot(&self, mac: &Mac) -> Option<Netboot> {
+    fn get(&self, mac: &Mac) -> Option<(Netboot, Option<SystemTime>)> {
         self.nodes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(mac)
             .copied()
+    }
+}
+
+impl NetbootState for MemoryNetbootState {
+    fn netboot(&self, mac: &Mac) -> Option<Netboot> {
+        self.get(mac).map(|(n, _)| n)
+    }
+
+    fn pending_since(&self, mac: &Mac) -> Option<SystemTime> {
+        self.get(mac)
+            .and_then(|(n, since)| since.filter(|_| n == Netboot::InstallPending))
     }
 }
 
@@ -88,6 +112,10 @@ pub struct NetbootNode {
     /// Node name, for logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For `install-pending`: when it was marked so, in milliseconds since the Unix epoch
+    /// (see [`NetbootState::pending_since`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since_unix_ms: Option<u64>,
 }
 
 /// Why the netboot state file cannot be used.
@@ -115,6 +143,7 @@ pub enum StateError {
 #[derive(Debug, Default)]
 pub struct FileNetbootState {
     nodes: HashMap<Mac, Netboot>,
+    pending_since: HashMap<Mac, SystemTime>,
 }
 
 impl FileNetbootState {
@@ -141,11 +170,23 @@ impl FileNetbootState {
             ));
         }
         let mut nodes = HashMap::with_capacity(file.nodes.len());
+        let mut pending_since = HashMap::new();
         for (mac, node) in file.nodes {
             let mac = Mac::parse(&mac).map_err(|e| e.to_string())?;
             nodes.insert(mac, node.netboot);
+            if let Some(ms) = node.pending_since_unix_ms
+                && node.netboot == Netboot::InstallPending
+            {
+                let since = UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms))
+                    .ok_or_else(|| format!("{mac}: pending_since_unix_ms {ms} is out of range"))?;
+                pending_since.insert(mac, since);
+            }
         }
-        Ok(FileNetbootState { nodes })
+        Ok(FileNetbootState {
+            nodes,
+            pending_since,
+        })
     }
 
     /// Number of machines listed.
@@ -162,6 +203,10 @@ impl FileNetbootState {
 impl NetbootState for FileNetbootState {
     fn netboot(&self, mac: &Mac) -> Option<Netboot> {
         self.nodes.get(mac).copied()
+    }
+
+    fn pending_since(&self, mac: &Mac) -> Option<SystemTime> {
+        self.pending_since.get(mac).copied()
     }
 }
 
@@ -854,9 +899,28 @@ mod tests {
         let s = FileNetbootState::parse(
             br#"{"format":"roundhouse-netboot/v1","nodes":{
                 "52-54-00-00-00-01":{"netboot":"installed","name":"n1"},
-                "52:54:00:00:00:02":{"netboot":"install-pending"}}}"#,
+                "52:54:00:00:00:02":{"netboot":"install-pending"},
+                "52:54:00:00:00:04":{"netboot":"install-pending","pending_since_unix_ms":1764072000123},
+                "52:54:00:00:00:05":{"netboot":"installed","pending_since_unix_ms":1}}}"#,
         )
         .unwrap();
+        let mac = |m: &str| Mac::parse(m).unwrap();
+        assert_eq!(s.pending_since(&mac("52:54:00:00:00:02")), None);
+        assert_eq!(
+            s.pending_since(&mac("52:54:00:00:00:04")),
+            Some(UNIX_EPOCH + Duration::from_millis(1_764_072_000_123))
+        );
+        assert_eq!(
+            s.pending_since(&mac("52:54:00:00:00:05")),
+            None,
+            "only install-pending machines have one"
+        );
+        assert!(
+            FileNetbootState::parse(
+                br#"{"format":"roundhouse-netboot/v1","nodes":{"52:54:00:00:00:01":{"netboot":"install-pending","pending_since_unix_ms":-1}}}"#
+            )
+            .is_err()
+        );
         assert_eq!(
             s.netboot(&Mac::parse("52:54:00:00:00:01").unwrap()),
             Some(Netboot::Installed)

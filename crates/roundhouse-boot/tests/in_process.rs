@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -91,6 +92,55 @@ async fn gating_and_journal() {
     );
     assert!(metrics.lines().any(|l| l == line), "{metrics}");
     assert!(metrics.contains("roundhouse_boot_netboot_gating 1"));
+}
+
+/// persistent_boot = "network": the installer reboots the machine into the network again.
+/// Once it was served a config after being marked install-pending, it boots from disk, so it
+/// does not reinstall before the reconciler marks it installed.
+#[tokio::test]
+async fn a_pending_machine_boots_from_disk_once_its_installer_fetched_a_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_tree(&common::fixtures().join("compat/gating/data"), tmp.path());
+    let index = roundhouse_boot::index::load(tmp.path()).unwrap();
+    let netboot = Arc::new(MemoryNetbootState::default());
+    let router = app(AppState::builder(Snapshot::new(index))
+        .netboot(netboot.clone())
+        .build());
+    let pending = |since| Some((Netboot::InstallPending, Some(since)));
+
+    let mac = Mac::parse("52:54:00:00:00:03").unwrap();
+    let ipxe = "/ipxe?mac=52-54-00-00-00-03";
+    netboot.set_with_since(mac, pending(SystemTime::now()));
+    let (_, installer) = get(&router, ipxe).await;
+    assert!(installer.contains("kernel /assets/vmlinuz"), "{installer}");
+    assert_eq!(
+        get(&router, ipxe).await.1,
+        installer,
+        "no config fetched yet"
+    );
+    let (status, _) = get(&router, "/ignition?mac=52:54:00:00:00:03&os=installed").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, local) = get(&router, ipxe).await;
+    assert!(local.contains("sanboot"), "{local}");
+    assert!(
+        get(&router, "/grub?mac=52:54:00:00:00:03")
+            .await
+            .1
+            .contains("exit")
+    );
+
+    // A new install requested (marked pending again, later): the installer again.
+    netboot.set_with_since(mac, pending(SystemTime::now() + Duration::from_millis(1)));
+    assert_eq!(get(&router, ipxe).await.1, installer);
+
+    // Without a pending time (netboot.json by an older writer): matchbox semantics, the
+    // installer whatever was fetched.
+    let other = Mac::parse("52:54:00:00:00:02").unwrap();
+    netboot.set(other, Some(Netboot::InstallPending));
+    let (status, _) = get(&router, "/ignition?mac=52:54:00:00:00:02&os=installed").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, answer) = get(&router, "/ipxe?mac=52:54:00:00:00:02").await;
+    assert!(answer.contains("kernel /assets/vmlinuz"), "{answer}");
 }
 
 #[tokio::test]
