@@ -13,11 +13,16 @@
 //! openssh-server, openssh-client, curl and util-linux.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+// The boot server start-up and small helpers are the simulator harness's; its lab is not used
+// here (these tests run real OpenSSH servers as nodes).
+#[allow(dead_code)]
+mod sim;
+use sim::{action_of, chmod, text};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const BIN: &str = env!("CARGO_BIN_EXE_roundhouse");
@@ -167,31 +172,7 @@ impl Lab {
         for sub in ["assets/matchbox", "assets/boot-state", "nodes"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
-        let mut boot = Command::new(BIN)
-            .args([
-                "serve",
-                "--address",
-                "127.0.0.1:0",
-                "--reload-interval",
-                "0.1",
-            ])
-            .arg("--data-path")
-            .arg(root.join("assets/matchbox"))
-            .arg("--state-path")
-            .arg(root.join("assets/boot-state"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(boot.stderr.take().unwrap()).lines();
-        let boot_url = loop {
-            let line = lines.next().expect("boot server exited").unwrap();
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.trim().to_string();
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (boot, boot_url) = sim::start_boot_server(root);
         std::fs::write(root.join("boot-url"), &boot_url).unwrap();
         std::fs::write(root.join("node.sh"), NODE_SH).unwrap();
         std::fs::write(root.join("power.sh"), POWER_SH).unwrap();
@@ -409,30 +390,6 @@ impl Lab {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn action_of(plan: &serde_json::Value, node: &str) -> String {
-    plan["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == node)
-        .map(|i| i["action"].as_str().unwrap().to_string())
-        .unwrap()
 }
 
 /// First apply PXE-installs every node through the power command; the result is what status

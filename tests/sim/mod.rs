@@ -484,7 +484,9 @@ impl Lab {
     }
 }
 
-fn start_boot_server(root: &Path) -> (Child, String) {
+/// Starts `roundhouse serve` on a free loopback port for `root/assets/matchbox` (state in
+/// `root/assets/boot-state`, reloading every 0.1 s) and returns it with its URL.
+pub fn start_boot_server(root: &Path) -> (Child, String) {
     let mut boot = Command::new(BIN)
         .args([
             "serve",
