@@ -186,7 +186,32 @@ cluster {{
   on_worker_change     = "reprovision"
 
 {power_block}}}
+"#,
+        cluster = lab.cluster_file().display(),
+        dir = lab.root().display(),
+        key = quote_hcl(PLACEHOLDER_KEY),
+        boot = quote_hcl(boot_url),
+    );
+    s.push_str(&hook_block(owner));
+    for m in machines {
+        s.push_str(&node_block(
+            m,
+            &match power {
+                PowerMode::Redfish => {
+                    format!("  power {{ endpoint = {} }}\n", quote_hcl(&m.bmc_url))
+                }
+                PowerMode::Command => String::new(),
+            },
+        ));
+    }
+    s
+}
 
+/// The controllers' post-provision hook, as both labs write it; `owner` is the upload's owner
+/// line (or nothing).
+pub(crate) fn hook_block(owner: &str) -> String {
+    format!(
+        r#"
 # Lokomotive's copy-controller-secrets, generalised: runs after every install of a controller.
 hook "{HOOK_NAME}" {{
   roles = ["controller"]
@@ -198,15 +223,14 @@ hook "{HOOK_NAME}" {{
   run     = ["sudo sh -c 'sha256sum {HOOK_DESTINATION} > {HOOK_MARKER}'"]
   timeout = 60
 }}
-"#,
-        cluster = lab.cluster_file().display(),
-        dir = lab.root().display(),
-        key = quote_hcl(PLACEHOLDER_KEY),
-        boot = quote_hcl(boot_url),
-    );
-    for m in machines {
-        s.push_str(&format!(
-            r#"
+"#
+    )
+}
+
+/// A machine's node block, with `power` (its lines, or nothing) before the closing brace.
+pub(crate) fn node_block(m: &LabMachine, power: &str) -> String {
+    format!(
+        r#"
 node "{name}" {{
   role     = "{role}"
   mac      = "{mac}"
@@ -215,19 +239,12 @@ node "{name}" {{
   snippets = [file("snippets/{role}.bu")]
 {power}}}
 "#,
-            name = m.name,
-            role = m.role,
-            mac = m.mac,
-            address = m.address,
-            port = m.ssh_port,
-            power = match power {
-                PowerMode::Redfish =>
-                    format!("  power {{ endpoint = {} }}\n", quote_hcl(&m.bmc_url)),
-                PowerMode::Command => String::new(),
-            },
-        ));
-    }
-    s
+        name = m.name,
+        role = m.role,
+        mac = m.mac,
+        address = m.address,
+        port = m.ssh_port,
+    )
 }
 
 fn write_new(path: &Path, text: &[u8]) -> Result<(), LabError> {

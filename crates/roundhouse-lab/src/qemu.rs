@@ -1069,52 +1069,26 @@ cluster {{
   on_controller_change = "hold"
   on_worker_change     = "reprovision"
 }}
-
-# Lokomotive's copy-controller-secrets, generalised: runs after every install of a controller.
-hook "{hook}" {{
-  roles = ["controller"]
-  upload {{
-    source      = "secrets/etcd-ca.crt"
-    destination = "{dest}"
-    mode        = "0600"
-  }}
-  run     = ["sudo sh -c 'sha256sum {dest} > {marker}'"]
-  timeout = 60
-}}
 "#,
         cluster = lab.cluster_file().display(),
         dir = lab.root().display(),
         key = cluster::PLACEHOLDER_KEY,
-        hook = cluster::HOOK_NAME,
-        dest = cluster::HOOK_DESTINATION,
-        marker = cluster::HOOK_MARKER,
         version = plan.os_version,
     );
+    s.push_str(&cluster::hook_block(""));
     for (m, q) in machines.iter().zip(qemu) {
-        s.push_str(&format!(
-            r#"
-node "{name}" {{
-  role     = "{role}"
-  mac      = "{mac}"
-  domain   = "{address}"
-  ssh_port = {port}
-  snippets = [file("snippets/{role}.bu")]
-  power {{
+        let power = format!(
+            r#"  power {{
     driver        = "ipmi"
     address       = "127.0.0.1"
     port          = {bmc}
     username      = "admin"
     password_file = "bmc-password"
   }}
-}}
 "#,
-            name = m.name,
-            role = m.role,
-            mac = m.mac,
-            address = m.address,
-            port = m.ssh_port,
             bmc = q.bmc_port,
-        ));
+        );
+        s.push_str(&cluster::node_block(m, &power));
     }
     s
 }
