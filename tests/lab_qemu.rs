@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod pinned_ssh;
+
 const BIN: &str = env!("CARGO_BIN_EXE_roundhouse");
 
 /// `<target dir>/qemu-lab`: the binary under test lives in `<target dir>/<profile>/`.
@@ -253,35 +255,14 @@ fn lab_up_qemu_installs_over_ipmi_and_down_cleans_up() {
     assert_eq!(node["applied_digest"], node["desired_digest"], "{v}");
 
     // SSH with the operator key, accepting only the host key roundhouse pinned.
-    let keys = dir.join("assets/keys");
-    let host_pub =
-        std::fs::read_to_string(keys.join("hosts/controller-1/ssh_host_ed25519_key.pub"))
-            .expect("the node's pinned host key");
-    let known = dir.join("known_hosts");
-    std::fs::write(&known, format!("[{addr}]:{port} {}\n", host_pub.trim()))
-        .expect("write known_hosts");
-    let ssh = Command::new("ssh")
-        .arg("-i")
-        .arg(keys.join("operator_ed25519"))
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known.display()))
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-p",
-            port,
-            &format!("core@{addr}"),
-            "hostname; cat /etc/roundhouse-lab/release; cat /etc/roundhouse-lab/secrets-installed",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh");
+    let port: u16 = port.parse().expect("a port number");
+    let ssh = pinned_ssh::ssh(
+        &dir.join("assets"),
+        "controller-1",
+        addr,
+        port,
+        "hostname; cat /etc/roundhouse-lab/release; cat /etc/roundhouse-lab/secrets-installed",
+    );
     assert!(ssh.status.success(), "ssh: {}", text(&ssh));
     let seen = String::from_utf8_lossy(&ssh.stdout).into_owned();
     let mut lines = seen.lines();

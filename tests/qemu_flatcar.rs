@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
+mod pinned_ssh;
+
 const BIN: &str = env!("CARGO_BIN_EXE_roundhouse");
 /// `os_version` of the cluster: the directory the image is served from under
 /// `/assets/flatcar/`.
@@ -622,41 +624,7 @@ hook "lab-secret" {{
     /// key (no other key is accepted).
     fn ssh(&self, node: &str, cmd: &str) -> Output {
         let n = self.node(node);
-        let keys = self.dir.join("assets/keys");
-        let host_pub = std::fs::read_to_string(
-            keys.join("hosts")
-                .join(node)
-                .join("ssh_host_ed25519_key.pub"),
-        )
-        .expect("the node's managed host key");
-        let known = self.dir.join(format!("known_hosts-{node}"));
-        std::fs::write(
-            &known,
-            format!("[{}]:{} {}\n", n.addr, n.ssh_port, host_pub.trim()),
-        )
-        .expect("write known_hosts");
-        Command::new("ssh")
-            .arg("-i")
-            .arg(keys.join("operator_ed25519"))
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=20",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-p",
-                &n.ssh_port.to_string(),
-                &format!("core@{}", n.addr),
-                cmd,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ssh")
+        pinned_ssh::ssh(&self.dir.join("assets"), node, n.addr, n.ssh_port, cmd)
     }
 
     fn ssh_ok(&self, node: &str, cmd: &str) -> String {
