@@ -467,7 +467,7 @@ impl Executor {
                 self.change(spec, Change::BeginInstall(intent))?;
                 self.pxe_trigger(spec, started).await?;
                 self.change(spec, Change::MarkTriggered)?;
-                self.finish(spec, started, &spec.digest, self.settings.pxe_deadline)
+                self.finish(spec, ProvisionPath::Pxe, started, &spec.digest)
                     .await
             }
             Action::ReprovisionInPlace => {
@@ -483,7 +483,7 @@ impl Executor {
                     .await?;
                 self.in_place_trigger(spec, session).await?;
                 self.change(spec, Change::MarkTriggered)?;
-                self.finish(spec, started, &spec.digest, self.settings.in_place_deadline)
+                self.finish(spec, ProvisionPath::InPlace, started, &spec.digest)
                     .await
             }
             Action::Resume => {
@@ -526,7 +526,7 @@ impl Executor {
                 short_digest(&intent.digest)
             ));
             return self
-                .finish(spec, intent.started_at, &intent.digest, deadline)
+                .finish(spec, intent.path, intent.started_at, &intent.digest)
                 .await;
         }
         // Started but not marked triggered: the trigger may or may not have happened. Look
@@ -538,7 +538,7 @@ impl Executor {
                 "resuming: the node already fetched the new config; waiting for it to come up",
             );
             return self
-                .finish(spec, intent.started_at, &intent.digest, deadline)
+                .finish(spec, intent.path, intent.started_at, &intent.digest)
                 .await;
         }
         match intent.path {
@@ -564,7 +564,7 @@ impl Executor {
                     self.step(spec, "resuming: the node rebooted and fetched the new config; not rebooting it again");
                     self.change(spec, Change::MarkTriggered)?;
                     return self
-                        .finish(spec, intent.started_at, &intent.digest, deadline)
+                        .finish(spec, intent.path, intent.started_at, &intent.digest)
                         .await;
                 }
                 self.step(
@@ -575,7 +575,7 @@ impl Executor {
             }
         }
         self.change(spec, Change::MarkTriggered)?;
-        self.finish(spec, intent.started_at, &intent.digest, deadline)
+        self.finish(spec, intent.path, intent.started_at, &intent.digest)
             .await
     }
 
@@ -778,14 +778,15 @@ impl Executor {
 
     /// Waits for proof that the node runs config `digest` (fetch after `since`, then
     /// `/ignition_ran` over SSH), removes the flag, marks the node installed on the boot
-    /// server and confirms.
+    /// server, settles the boot device after a PXE install and confirms.
     async fn finish(
         &self,
         spec: &NodeSpec,
+        path: ProvisionPath,
         since: Timestamp,
         digest: &str,
-        deadline: Duration,
     ) -> StepResult {
+        let deadline = self.deadline_for(path);
         let sha = self.expected_sha(digest)?;
         let start = Instant::now();
         let mut pause = self.settings.poll_initial;
@@ -825,7 +826,11 @@ impl Executor {
                                     nb.set_installed(spec.mac, &spec.name)
                                         .map_err(|e| format!("marking it installed: {e}"))?;
                                 }
-                                self.boot_device_after_install(spec).await;
+                                // An in-place re-provision reboots over SSH and never
+                                // touches the BMC.
+                                if path == ProvisionPath::Pxe {
+                                    self.boot_device_after_install(spec).await;
+                                }
                                 return self.change(spec, Change::Confirm);
                             }
                             Ok(_) => {
