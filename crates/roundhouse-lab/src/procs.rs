@@ -11,6 +11,17 @@ use rustix::process::{Pid, Signal};
 use crate::error::LabError;
 use crate::layout::Proc;
 
+/// `log` opened for appending, twice: a child's stdout and stderr.
+pub fn append_log(log: &Path) -> Result<(std::fs::File, std::fs::File), LabError> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(LabError::io(log))?;
+    let err = out.try_clone().map_err(LabError::io(log))?;
+    Ok((out, err))
+}
+
 /// Starts `cmd` with stdin closed and stdout and stderr appended to `log`. With `detach` it
 /// gets its own process group, so it outlives a Ctrl-C in the caller's terminal and stopping
 /// it reaches its children too; without, a Ctrl-C reaches it with the caller (the simulator
@@ -19,12 +30,7 @@ pub fn spawn(mut cmd: Command, what: &str, log: &Path, detach: bool) -> Result<P
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(LabError::io(dir))?;
     }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(LabError::io(log))?;
-    let err = out.try_clone().map_err(LabError::io(log))?;
+    let (out, err) = append_log(log)?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     if detach {
         cmd.process_group(0);

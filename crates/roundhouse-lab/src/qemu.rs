@@ -507,12 +507,7 @@ fn script(
     what: &str,
     log: &Path,
 ) -> Result<(), LabError> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(LabError::io(log))?;
-    let err = out.try_clone().map_err(LabError::io(log))?;
+    let (out, err) = procs::append_log(log)?;
     let status = Command::new("bash")
         .arg(scripts.join(args[0]))
         .args(&args[1..])
