@@ -30,12 +30,14 @@ use std::path::PathBuf;
 use bootdata::Mac;
 use roundhouse_plan::{Observed, Timestamp, TransitionError};
 
+mod export;
 mod lock;
 mod lokomotive;
 mod memory;
 mod record;
 mod redb_store;
 
+pub use export::{EXPORT_FORMAT, Export, ExportError};
 pub use lock::{ApplyLock, LockError, LockHolder, StateDir};
 pub use lokomotive::{ImportError, ImportReport, import_lokomotive};
 pub use memory::MemoryStore;
@@ -85,6 +87,31 @@ pub enum StoreError {
         found: u64,
         /// Version this build reads.
         supported: u64,
+    },
+    /// The file cannot be read as a state store: emptied, truncated, damaged, or not a store.
+    /// roundhouse never guesses what it held and never rewrites it.
+    #[error("state store {} cannot be read: {reason}", path.display())]
+    Unreadable {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A write through a store opened read-only (`plan`, `status`).
+    #[error("state store {} is open read-only", path.display())]
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// An import into a store that already holds records or history.
+    #[error("state store {} is not empty ({nodes} records, {events} events); import only into an empty store", path.display())]
+    NotEmpty {
+        /// The store file.
+        path: PathBuf,
+        /// Records in it.
+        nodes: usize,
+        /// Events in it.
+        events: usize,
     },
     /// The change is not allowed from the node's current state.
     #[error("node {mac}: {source}")]
@@ -141,6 +168,14 @@ pub trait StateStore: Send + Sync {
 
     /// Fetches by `mac` at or after `since`, oldest first.
     fn fetches_since(&self, mac: &Mac, since: Timestamp) -> Result<Vec<FetchRecord>, StoreError>;
+
+    /// Everything the store holds, for a backup or a move to another backend.
+    fn export(&self, at: Timestamp) -> Result<Export, StoreError>;
+
+    /// Writes `export` (records, events with their sequence numbers, fetch journal) into this
+    /// store in one transaction. Refused with [`StoreError::NotEmpty`] unless the store holds
+    /// no record and no event.
+    fn import(&self, export: &Export) -> Result<(), StoreError>;
 
     /// The planner's input: every record as an [`roundhouse_plan::ObservedNode`].
     fn observed(&self) -> Result<Observed, StoreError> {

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use bootdata::Mac;
 use roundhouse_plan::{NodeState, Timestamp};
 
+use crate::export::{EXPORT_FORMAT, Export};
 use crate::record::{Change, Event, EventQuery, FetchRecord, NodeRecord, apply_change, note_event};
 use crate::{StateStore, StoreError};
 
@@ -144,5 +145,47 @@ impl StateStore for MemoryStore {
             .range((*mac, since, 0)..=hi)
             .map(|(_, f)| f.clone())
             .collect())
+    }
+
+    fn export(&self, at: Timestamp) -> Result<Export, StoreError> {
+        let inner = self.lock();
+        let mut events: Vec<Event> = inner.events.values().cloned().collect();
+        events.sort_by_key(|e| e.seq);
+        let mut fetches: Vec<((Timestamp, u64), FetchRecord)> = inner
+            .fetches
+            .iter()
+            .map(|((_, at, seq), f)| ((*at, *seq), f.clone()))
+            .collect();
+        fetches.sort_by_key(|(k, _)| *k);
+        Ok(Export {
+            format: EXPORT_FORMAT.to_string(),
+            exported_at: at,
+            nodes: inner.nodes.values().cloned().collect(),
+            events,
+            fetches: fetches.into_iter().map(|(_, f)| f).collect(),
+        })
+    }
+
+    fn import(&self, export: &Export) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.nodes.is_empty() || !inner.events.is_empty() {
+            return Err(StoreError::NotEmpty {
+                path: "(memory)".into(),
+                nodes: inner.nodes.len(),
+                events: inner.events.len(),
+            });
+        }
+        for n in &export.nodes {
+            inner.nodes.insert(n.mac, n.clone());
+        }
+        for e in &export.events {
+            inner.events.insert((e.mac, e.seq), e.clone());
+        }
+        inner.next_seq = inner.next_seq.max(export.max_seq());
+        for f in &export.fetches {
+            let seq = inner.seq();
+            inner.fetches.insert((f.mac, f.at, seq), f.clone());
+        }
+        Ok(())
     }
 }

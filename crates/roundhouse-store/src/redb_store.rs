@@ -3,21 +3,24 @@
 //! leaves either the old or the new transaction, never a mix; the next open repairs its
 //! allocator state if the process died with the file open.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use bootdata::Mac;
 use redb::{
-    Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use roundhouse_plan::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::export::{EXPORT_FORMAT, Export};
 use crate::lock::holder_suffix;
 use crate::record::{Change, Event, EventQuery, FetchRecord, NodeRecord, apply_change, note_event};
 use crate::{StateStore, StoreError};
@@ -49,11 +52,35 @@ pub enum OpenMode {
         /// How long to keep retrying.
         wait: Duration,
     },
+    /// For commands that only read (`plan`, `status`, `state export`): opened per operation
+    /// like [`OpenMode::PerOperation`], but never created, initialised, repaired or written.
+    /// A missing, empty, truncated or foreign file is [`StoreError::Unreadable`]; every write
+    /// is [`StoreError::ReadOnly`]. A file whose last writer was killed (it needs a repair
+    /// that only a writer may do) is read from a repaired private copy, so the file itself is
+    /// left exactly as it was.
+    ReadOnly {
+        /// How long to keep retrying while another process has it open.
+        wait: Duration,
+    },
 }
 
 enum Handle {
     Held(Database),
-    PerOperation { wait: Duration, gate: Mutex<()> },
+    PerOperation {
+        wait: Duration,
+        gate: Mutex<()>,
+    },
+    ReadOnly {
+        wait: Duration,
+        gate: Mutex<()>,
+        snapshot: Mutex<Option<Snapshot>>,
+    },
+}
+
+/// A repaired copy of a store file that needed a repair, read instead of the file.
+struct Snapshot {
+    db: Database,
+    _dir: tempfile::TempDir,
 }
 
 /// The embedded [`StateStore`]: a single redb file.
@@ -96,31 +123,91 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl RedbStore {
     /// Opens the store at `path`, creating the file and its tables if needed, and checks the
     /// schema version.
+    ///
+    /// With [`OpenMode::ReadOnly`] nothing is created or written: the file must exist and be
+    /// a roundhouse store of a schema this build reads.
     pub fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let wait = match mode {
-            OpenMode::Held => Duration::ZERO,
-            OpenMode::PerOperation { wait } => wait,
-        };
-        let db = open_db(&path, wait)?;
-        init(&path, &db)?;
         let handle = match mode {
-            OpenMode::Held => Handle::Held(db),
-            OpenMode::PerOperation { wait } => {
-                drop(db);
-                Handle::PerOperation {
+            OpenMode::ReadOnly { wait } => {
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.len() == 0 => return Err(empty_file(&path)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(unreadable(&path, "the file does not exist"));
+                    }
+                    Err(e) => return Err(db_err(&path, e)),
+                }
+                Handle::ReadOnly {
                     wait,
                     gate: Mutex::new(()),
+                    snapshot: Mutex::new(None),
+                }
+            }
+            OpenMode::Held | OpenMode::PerOperation { .. } => {
+                let wait = match mode {
+                    OpenMode::PerOperation { wait } => wait,
+                    _ => Duration::ZERO,
+                };
+                let db = open_db(&path, wait)?;
+                contained(&path, || init(&path, &db))?;
+                match mode {
+                    OpenMode::PerOperation { wait } => {
+                        drop(db);
+                        Handle::PerOperation {
+                            wait,
+                            gate: Mutex::new(()),
+                        }
+                    }
+                    _ => Handle::Held(db),
                 }
             }
         };
-        Ok(RedbStore {
+        let store = RedbStore {
             path,
             handle,
             queue: Mutex::new(Vec::new()),
             leader: Mutex::new(()),
             commits: AtomicU64::new(0),
-        })
+        };
+        if matches!(store.handle, Handle::ReadOnly { .. }) {
+            store.check_schema()?;
+        }
+        Ok(store)
+    }
+
+    /// Whether this store was opened with [`OpenMode::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.handle, Handle::ReadOnly { .. })
+    }
+
+    /// Reads the schema version without writing: the read-only open's check.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self.with_read(|db| {
+            let txn = db.begin_read().map_err(|e| self.err(e))?;
+            let meta = match txn.open_table(META) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(self.err(e)),
+            };
+            Ok(meta
+                .get("schema_version")
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value()))
+        })?;
+        match found {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(found) => Err(StoreError::Schema {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            None => Err(unreadable(
+                &self.path,
+                "it holds no roundhouse tables (not a roundhouse state store, or one that was \
+                 never written)",
+            )),
+        }
     }
 
     /// The store file.
@@ -318,8 +405,11 @@ impl RedbStore {
             Handle::PerOperation { wait, gate } => {
                 let _serial: MutexGuard<'_, ()> = gate.lock().unwrap_or_else(|p| p.into_inner());
                 let db = open_db(&self.path, *wait)?;
-                f(&db)
+                contained(&self.path, || f(&db))
             }
+            Handle::ReadOnly { .. } => Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            }),
         }
     }
 
@@ -336,8 +426,29 @@ impl RedbStore {
             Handle::PerOperation { wait, gate } => {
                 let _serial: MutexGuard<'_, ()> = gate.lock().unwrap_or_else(|p| p.into_inner());
                 match open_read_only(&self.path, *wait)? {
-                    Some(db) => f(&db),
-                    None => f(&open_db(&self.path, *wait)?),
+                    Some(db) => contained(&self.path, || f(&db)),
+                    None => {
+                        let db = open_db(&self.path, *wait)?;
+                        contained(&self.path, || f(&db))
+                    }
+                }
+            }
+            Handle::ReadOnly {
+                wait,
+                gate,
+                snapshot,
+            } => {
+                let _serial: MutexGuard<'_, ()> = gate.lock().unwrap_or_else(|p| p.into_inner());
+                let mut snapshot = lock(snapshot);
+                if let Some(s) = snapshot.as_ref() {
+                    return contained(&self.path, || f(&s.db));
+                }
+                match open_read_only(&self.path, *wait)? {
+                    Some(db) => contained(&self.path, || f(&db)),
+                    None => {
+                        let s = snapshot.insert(Snapshot::take(&self.path)?);
+                        contained(&self.path, || f(&s.db))
+                    }
                 }
             }
         }
@@ -417,12 +528,97 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("encoding a store record as JSON")
 }
 
+fn unreadable(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::Unreadable {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn empty_file(path: &Path) -> StoreError {
+    unreadable(
+        path,
+        "the file is empty (0 bytes): it was emptied or replaced; roundhouse does not start a \
+         new store over it",
+    )
+}
+
+thread_local! {
+    /// How deep this thread is inside [`contained`]; the panic hook stays quiet while > 0.
+    static CONTAINED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs `f`, turning a panic inside the database engine into [`StoreError::Unreadable`].
+///
+/// redb asserts on some damaged files (a truncated file fails `raw_file_len() >= layout len`)
+/// instead of returning an error; a damaged state file must be a clear error, never exit 101.
+/// The panic's default report is suppressed on this thread while `f` runs (the hook wraps the
+/// previous one and is installed once), so the user sees only the error.
+fn contained<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CONTAINED.with(Cell::get) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    CONTAINED.with(|c| c.set(c.get() + 1));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(c.get().saturating_sub(1)));
+    result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no detail".into());
+        Err(unreadable(
+            path,
+            format!("the file is damaged or truncated (the database engine stopped: {what})"),
+        ))
+    })
+}
+
+impl Snapshot {
+    /// Copies `path` into a private temporary directory and opens (so repairs) the copy.
+    fn take(path: &Path) -> Result<Snapshot, StoreError> {
+        let dir = tempfile::Builder::new()
+            .prefix("roundhouse-state-")
+            .tempdir()
+            .map_err(|e| db_err(path, e))?;
+        let copy = dir.path().join("state.redb");
+        std::fs::copy(path, &copy).map_err(|e| db_err(path, e))?;
+        let db = contained(path, || {
+            Database::create(&copy).map_err(|e| match e {
+                DatabaseError::Storage(s) => unreadable(path, s.to_string()),
+                e => db_err(path, e),
+            })
+        })?;
+        Ok(Snapshot { db, _dir: dir })
+    }
+}
+
 fn open_db(path: &Path, wait: Duration) -> Result<Database, StoreError> {
+    // redb would initialise an empty file as a new store: an emptied state file must not
+    // silently become "no machine was ever installed".
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(empty_file(path));
+    }
+    let new = !path.exists();
     let start = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        match Database::create(path) {
-            Ok(db) => return Ok(db),
+        match contained(path, || Ok(Database::create(path)))? {
+            Ok(db) => {
+                if new {
+                    // The store holds every node's history: owner only, whatever the umask.
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| db_err(path, e))?;
+                }
+                return Ok(db);
+            }
             Err(DatabaseError::DatabaseAlreadyOpen) if start.elapsed() < wait => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(200));
@@ -433,6 +629,7 @@ fn open_db(path: &Path, wait: Duration) -> Result<Database, StoreError> {
                     holder: path.parent().map(holder_suffix).unwrap_or_default(),
                 });
             }
+            Err(DatabaseError::Storage(e)) => return Err(unreadable(path, e.to_string())),
             Err(e) => return Err(db_err(path, e)),
         }
     }
@@ -443,9 +640,10 @@ fn open_read_only(path: &Path, wait: Duration) -> Result<Option<ReadOnlyDatabase
     let start = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        match ReadOnlyDatabase::open(path) {
+        match contained(path, || Ok(ReadOnlyDatabase::open(path)))? {
             Ok(db) => return Ok(Some(db)),
             Err(DatabaseError::RepairAborted) => return Ok(None),
+            Err(DatabaseError::Storage(e)) => return Err(unreadable(path, e.to_string())),
             Err(DatabaseError::DatabaseAlreadyOpen) if start.elapsed() < wait => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(200));
@@ -607,6 +805,119 @@ impl StateStore for RedbStore {
                 out.push(self.decode(v.value(), || format!("a fetch of {mac}"))?);
             }
             Ok(out)
+        })
+    }
+
+    fn export(&self, at: Timestamp) -> Result<Export, StoreError> {
+        self.with_read(|db| {
+            let txn = db.begin_read().map_err(|e| self.err(e))?;
+            let mut nodes: Vec<NodeRecord> = Vec::new();
+            for entry in txn
+                .open_table(NODES)
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                nodes.push(self.decode(v.value(), || format!("the record of {}", k.value()))?);
+            }
+            nodes.sort_by_key(|r| r.mac);
+            let mut events: Vec<Event> = Vec::new();
+            for entry in txn
+                .open_table(EVENTS)
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                let (mac, seq) = k.value();
+                events.push(self.decode(v.value(), || format!("event {seq} of {mac}"))?);
+            }
+            events.sort_by_key(|e| e.seq);
+            let mut fetches: Vec<((i64, u64), FetchRecord)> = Vec::new();
+            for entry in txn
+                .open_table(FETCHES)
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                let (mac, ms, seq) = k.value();
+                fetches.push((
+                    (ms, seq),
+                    self.decode(v.value(), || format!("a fetch of {mac}"))?,
+                ));
+            }
+            fetches.sort_by_key(|(k, _)| *k);
+            Ok(Export {
+                format: EXPORT_FORMAT.to_string(),
+                exported_at: at,
+                nodes,
+                events,
+                fetches: fetches.into_iter().map(|(_, f)| f).collect(),
+            })
+        })
+    }
+
+    fn import(&self, export: &Export) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut nodes = txn.open_table(NODES).map_err(|e| self.err(e))?;
+                let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
+                let (n, e) = (
+                    nodes.len().map_err(|e| self.err(e))?,
+                    events.len().map_err(|e| self.err(e))?,
+                );
+                if n > 0 || e > 0 {
+                    return Err(StoreError::NotEmpty {
+                        path: self.path.clone(),
+                        nodes: usize::try_from(n).unwrap_or(usize::MAX),
+                        events: usize::try_from(e).unwrap_or(usize::MAX),
+                    });
+                }
+                for r in &export.nodes {
+                    nodes
+                        .insert(r.mac.to_string().as_str(), encode(r).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+                for ev in &export.events {
+                    events
+                        .insert((ev.mac.to_string().as_str(), ev.seq), encode(ev).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                let mut seq = meta
+                    .get("next_seq")
+                    .map_err(|e| self.err(e))?
+                    .map_or(0, |v| v.value())
+                    .max(export.max_seq());
+                let mut fetches = txn.open_table(FETCHES).map_err(|e| self.err(e))?;
+                let mut last = txn.open_table(LAST_FETCH).map_err(|e| self.err(e))?;
+                let mut latest: HashMap<Mac, &FetchRecord> = HashMap::new();
+                for f in &export.fetches {
+                    seq += 1;
+                    let key = f.mac.to_string();
+                    fetches
+                        .insert(
+                            (key.as_str(), f.at.unix_millis(), seq),
+                            encode(f).as_slice(),
+                        )
+                        .map_err(|e| self.err(e))?;
+                    let newer = latest.get(&f.mac).is_none_or(|l| l.at <= f.at);
+                    if newer {
+                        latest.insert(f.mac, f);
+                    }
+                }
+                for (mac, f) in latest {
+                    last.insert(mac.to_string().as_str(), encode(f).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+                meta.insert("next_seq", seq).map_err(|e| self.err(e))?;
+            }
+            txn.commit().map_err(|e| self.err(e))?;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         })
     }
 }
