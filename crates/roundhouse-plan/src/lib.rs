@@ -31,7 +31,7 @@ mod table;
 mod time;
 
 pub use plan::{
-    Action, Desired, DesiredHook, DesiredNode, Observed, ObservedNode, Orphan, Plan,
+    Action, Desired, DesiredHook, DesiredNode, Evidence, Observed, ObservedNode, Orphan, Plan,
     PlanInputError, PlanItem, RecreateRequest, Summary, plan,
 };
 pub use state::{

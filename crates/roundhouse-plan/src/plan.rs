@@ -98,11 +98,67 @@ pub struct ObservedNode {
     pub hooks: BTreeMap<String, String>,
 }
 
+/// A sign, found outside the state store, that a machine was installed before. "No record"
+/// is not "new machine": a node without a record but with any evidence is planned
+/// [`Action::StateLost`], never [`Action::Provision`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Evidence {
+    /// The boot server's netboot gating lists the MAC (`installed`, or `install-pending`: an
+    /// installation was at least started).
+    Gating {
+        /// `installed` or `install-pending`.
+        netboot: String,
+    },
+    /// The boot server's fetch journal shows the MAC fetched its final (installed) config.
+    FinalConfigFetch {
+        /// When.
+        at: Timestamp,
+    },
+    /// The node answers SSH on its address with its managed (pinned) host key: it runs a
+    /// config roundhouse rendered.
+    SshManagedHostKey {
+        /// `SHA256:…`.
+        fingerprint: String,
+    },
+    /// Something answers SSH on the node's address with another host key: an OS is installed
+    /// there, whoever installed it.
+    SshOtherHostKey {
+        /// `SHA256:…`.
+        fingerprint: String,
+    },
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Evidence::Gating { netboot } => {
+                write!(f, "the boot server's netboot gating marks it {netboot}")
+            }
+            Evidence::FinalConfigFetch { at } => {
+                write!(
+                    f,
+                    "the fetch journal shows it fetched its final config at {at}"
+                )
+            }
+            Evidence::SshManagedHostKey { fingerprint } => {
+                write!(f, "it answers SSH with its managed host key {fingerprint}")
+            }
+            Evidence::SshOtherHostKey { fingerprint } => {
+                write!(f, "it answers SSH with another host key {fingerprint}")
+            }
+        }
+    }
+}
+
 /// Observed state of the whole cluster, keyed by MAC (as Lokomotive's flag files were).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     /// One entry per MAC with a record. A missing entry means [`NodeState::Unknown`].
     pub nodes: BTreeMap<Mac, ObservedNode>,
+    /// Evidence of earlier installations, by MAC, gathered for nodes without a record (see
+    /// [`Evidence`]). Ignored for MACs that have a record.
+    pub evidence: BTreeMap<Mac, Vec<Evidence>>,
 }
 
 /// What the executor should do with a node.
@@ -125,11 +181,17 @@ pub enum Action {
     None,
     /// The plan refuses this node (see the reason); `apply` must not run a plan with errors.
     Error,
+    /// No state is recorded for the node but there is evidence that it was installed (see
+    /// [`PlanItem::evidence`]): the records were lost, emptied or replaced. `apply` refuses to
+    /// run such a plan; `roundhouse state recover` rebuilds the records, `recreate` asks for
+    /// a reinstall on purpose.
+    StateLost,
 }
 
 impl Action {
     /// Every action, in summary order.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
+        Action::StateLost,
         Action::Provision,
         Action::ReprovisionInPlace,
         Action::Resume,
@@ -149,6 +211,7 @@ impl Action {
             Action::RunHooks => "run-hooks",
             Action::None => "none",
             Action::Error => "error",
+            Action::StateLost => "state-lost",
         }
     }
 
@@ -200,6 +263,9 @@ pub struct PlanItem {
     pub hooks: Vec<DesiredHook>,
     /// The node runs something other than the desired config and the plan leaves it so.
     pub drift: bool,
+    /// For `state-lost`: the evidence that the node was installed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 fn ser_role<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -224,6 +290,8 @@ pub struct Summary {
     pub none: usize,
     /// Nodes the plan refuses.
     pub error: usize,
+    /// Nodes without records but with evidence of an installation.
+    pub state_lost: usize,
 }
 
 impl Summary {
@@ -237,6 +305,7 @@ impl Summary {
             Action::Hold => self.hold,
             Action::None => self.none,
             Action::Error => self.error,
+            Action::StateLost => self.state_lost,
         }
     }
 
@@ -249,6 +318,7 @@ impl Summary {
             Action::Hold => &mut self.hold,
             Action::None => &mut self.none,
             Action::Error => &mut self.error,
+            Action::StateLost => &mut self.state_lost,
         };
         *slot += 1;
     }
@@ -295,6 +365,12 @@ impl Plan {
     /// Whether any node is refused; `apply` must not run such a plan.
     pub fn has_errors(&self) -> bool {
         self.summary.error > 0
+    }
+
+    /// Whether records are missing for machines that were installed; `apply` must not run
+    /// such a plan (it would publish gating without their installed marks).
+    pub fn has_state_lost(&self) -> bool {
+        self.summary.state_lost > 0
     }
 
     /// The item for node `name`.
@@ -345,7 +421,10 @@ pub fn plan(
     let mut items: Vec<PlanItem> = desired
         .nodes
         .iter()
-        .map(|n| decide(n, observed.nodes.get(&n.mac), desired.policy, now))
+        .map(|n| {
+            let evidence = observed.evidence.get(&n.mac).map_or(&[][..], Vec::as_slice);
+            decide(n, observed.nodes.get(&n.mac), evidence, desired.policy, now)
+        })
         .collect();
     // Controllers first: they are the riskiest rows and the ones a reader must not miss, and
     // control-plane-first is the usual rollout order. Name, then MAC, make the order total.
@@ -410,7 +489,9 @@ fn majority_warning(items: &[PlanItem], observed: &Observed) -> Option<String> {
             Action::Provision => observed.nodes.get(&i.mac).is_some_and(|o| {
                 o.state.last_installed().is_some() || o.state.pending_intent().is_some()
             }),
-            Action::RunHooks | Action::Hold | Action::None | Action::Error => false,
+            Action::RunHooks | Action::Hold | Action::None | Action::Error | Action::StateLost => {
+                false
+            }
         })
         .count();
     // Hooks do not wipe anything: a controller that only runs hooks keeps its etcd data.
@@ -419,7 +500,7 @@ fn majority_warning(items: &[PlanItem], observed: &Observed) -> Option<String> {
         .filter(|i| {
             matches!(
                 i.action,
-                Action::None | Action::Hold | Action::Error | Action::RunHooks
+                Action::None | Action::Hold | Action::Error | Action::RunHooks | Action::StateLost
             )
         })
         .count();
@@ -490,6 +571,7 @@ fn pending_hooks<'a>(
 fn decide(
     node: &DesiredNode,
     observed: Option<&ObservedNode>,
+    evidence: &[Evidence],
     policy: Policy,
     now: Timestamp,
 ) -> PlanItem {
@@ -497,7 +579,12 @@ fn decide(
     let state = observed.map_or(&unknown, |o| &o.state);
     let recreate = observed.and_then(|o| o.recreate);
     let previous = state.last_installed();
-    let mut d = decide_state(node, state, recreate, policy, now);
+    let mut d = decide_state(node, state, recreate, evidence, policy, now);
+    let evidence = if d.action == Action::StateLost {
+        evidence.to_vec()
+    } else {
+        Vec::new()
+    };
     // An installation leaves the node's config alone but may leave hooks to run: hooks are
     // re-run when their inputs change, on held nodes too (the held config stays; what the
     // hooks put on the node is not part of it).
@@ -523,7 +610,7 @@ fn decide(
             }
             pending.into_iter().map(|(h, _)| h.clone()).collect()
         }
-        Action::RunHooks | Action::Error => Vec::new(),
+        Action::RunHooks | Action::Error | Action::StateLost => Vec::new(),
     };
     PlanItem {
         name: node.name.clone(),
@@ -538,6 +625,7 @@ fn decide(
         new_digest: node.digest.clone(),
         intent: d.intent,
         recreate: d.recreate,
+        evidence,
     }
 }
 
@@ -545,6 +633,7 @@ fn decide_state(
     node: &DesiredNode,
     state: &NodeState,
     recreate: Option<RecreateRequest>,
+    evidence: &[Evidence],
     policy: Policy,
     now: Timestamp,
 ) -> Decision {
@@ -587,9 +676,27 @@ fn decide_state(
         return provision(reason, true);
     }
 
-    // R3: nothing recorded (never installed, a failed first PXE that recorded nothing, or
-    // deleted state).
-    let fresh = || provision("no state recorded for this MAC: PXE install".into(), false);
+    // R3: nothing recorded. Only a machine with no evidence of an installation is fresh
+    // (never installed, or a failed first PXE that left no trace); one with evidence lost its
+    // records (emptied, deleted or replaced state): R3b, never a wipe.
+    let fresh = || {
+        if evidence.is_empty() {
+            return provision("no state recorded for this MAC: PXE install".into(), false);
+        }
+        let words: Vec<String> = evidence.iter().map(ToString::to_string).collect();
+        Decision {
+            action: Action::StateLost,
+            reason: format!(
+                "no state recorded for this MAC, but it was installed before ({}): its records were \
+                 lost; roundhouse will not reinstall it: rebuild them with `roundhouse state \
+                 recover`, or `roundhouse recreate {}` to reinstall it on purpose",
+                words.join("; "),
+                node.name
+            ),
+            intent: None,
+            recreate: false,
+        }
+    };
     let Some(recorded_domain) = state.recorded_domain() else {
         return fresh();
     };

@@ -60,10 +60,12 @@ pub fn render_table(plan: &Plan) -> String {
 
 /// `Plan: 1 provision, 2 reprovision-in-place, 0 resume, 1 hold (drift), 4 none, 0 error.`
 pub fn summary_line(plan: &Plan) -> String {
-    // `run-hooks` is left out when zero: clusters without hooks keep the line they always had.
+    // `run-hooks` and `state-lost` are left out when zero: the usual line stays as it was.
     let parts: Vec<String> = Action::ALL
         .iter()
-        .filter(|&&a| a != Action::RunHooks || plan.summary.run_hooks > 0)
+        .filter(|&&a| {
+            !matches!(a, Action::RunHooks | Action::StateLost) || plan.summary.count(a) > 0
+        })
         .map(|&a| {
             let n = plan.summary.count(a);
             if a == Action::Hold {

@@ -941,3 +941,123 @@ fn hooks_on_controllers_do_not_warn_about_majority() {
     assert_eq!(p.summary.run_hooks, 3);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
+
+/// R3b: "no record" is not "new machine". One row per kind of evidence, and the rows where
+/// evidence must not matter (a record exists, or a recreate was asked for).
+#[test]
+fn evidence_turns_a_missing_record_into_state_lost() {
+    use roundhouse_plan::Evidence;
+    let every: Vec<(&str, Evidence, &str)> = vec![
+        (
+            "gating installed",
+            Evidence::Gating {
+                netboot: "installed".into(),
+            },
+            "netboot gating marks it installed",
+        ),
+        (
+            "gating install-pending",
+            Evidence::Gating {
+                netboot: "install-pending".into(),
+            },
+            "install-pending",
+        ),
+        (
+            "final config fetched",
+            Evidence::FinalConfigFetch { at: at(500) },
+            "fetched its final config",
+        ),
+        (
+            "ssh with the managed key",
+            Evidence::SshManagedHostKey {
+                fingerprint: "SHA256:abc".into(),
+            },
+            "managed host key SHA256:abc",
+        ),
+        (
+            "ssh with another key",
+            Evidence::SshOtherHostKey {
+                fingerprint: "SHA256:xyz".into(),
+            },
+            "another host key SHA256:xyz",
+        ),
+    ];
+    for role in [Role::Controller, Role::Worker] {
+        for (row, ev, words) in &every {
+            let d = desired(vec![node(1, role, &dg('b'))]);
+            let mut o = Observed::default();
+            o.evidence.insert(mac(1), vec![ev.clone()]);
+            let p = plan(&d, &o, NOW).unwrap();
+            let item = &p.items[0];
+            assert_eq!(item.action, Action::StateLost, "{row} {role:?}");
+            assert!(item.reason.contains(words), "{row}: {}", item.reason);
+            assert!(
+                item.reason.contains("state recover"),
+                "{row}: {}",
+                item.reason
+            );
+            assert!(item.reason.contains("recreate"), "{row}: {}", item.reason);
+            assert_eq!(item.evidence, vec![ev.clone()], "{row}");
+            assert!(item.hooks.is_empty(), "{row}");
+            assert!(p.has_state_lost() && !p.has_changes(), "{row}");
+            assert_eq!(p.summary.state_lost, 1);
+            assert!(p.warnings.is_empty(), "{row}: {:?}", p.warnings);
+            let text = render_table(&p);
+            assert!(text.contains("state-lost"), "{text}");
+            assert!(text.contains("1 state-lost"), "{text}");
+            let json = serde_json::to_value(&p).unwrap();
+            assert_eq!(json["items"][0]["action"], "state-lost");
+            assert!(
+                json["items"][0]["evidence"][0]["kind"].is_string(),
+                "{json}"
+            );
+        }
+    }
+
+    // Several kinds together are all named.
+    let d = desired(vec![node(2, Role::Worker, &dg('b'))]);
+    let mut o = Observed::default();
+    o.evidence
+        .insert(mac(2), every.iter().map(|(_, e, _)| e.clone()).collect());
+    let item = plan(&d, &o, NOW).unwrap().items.remove(0);
+    for (_, _, words) in &every {
+        assert!(item.reason.contains(words), "{}", item.reason);
+    }
+
+    // No evidence: a fresh machine, PXE install as before.
+    let d = desired(vec![node(3, Role::Worker, &dg('b'))]);
+    let mut o = Observed::default();
+    o.evidence.insert(mac(3), vec![]);
+    let item = plan(&d, &o, NOW).unwrap().items.remove(0);
+    assert_eq!(item.action, Action::Provision);
+    assert!(item.evidence.is_empty());
+
+    // A record wins over evidence (evidence is only gathered for nodes without one).
+    let d = desired(vec![node(1, Role::Worker, &dg('b'))]);
+    let mut o = observe(vec![(mac(1), inst(known('b')))]);
+    o.evidence
+        .insert(mac(1), vec![Evidence::FinalConfigFetch { at: at(5) }]);
+    let item = plan(&d, &o, NOW).unwrap().items.remove(0);
+    assert_eq!(item.action, Action::None);
+    assert!(item.evidence.is_empty());
+
+    // An explicit recreate is the user asking for the wipe: it beats the evidence.
+    for allow in [false, true] {
+        let d = desired(vec![node(5, Role::Controller, &dg('b'))]);
+        let mut o = Observed::default();
+        request_recreate(&mut o, mac(5), allow);
+        o.evidence.insert(
+            mac(5),
+            vec![Evidence::Gating {
+                netboot: "installed".into(),
+            }],
+        );
+        let item = plan(&d, &o, NOW).unwrap().items.remove(0);
+        let want = if allow {
+            Action::Provision
+        } else {
+            Action::Error
+        };
+        assert_eq!(item.action, want, "allow {allow}: {}", item.reason);
+    }
+}

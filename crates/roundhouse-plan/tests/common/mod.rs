@@ -168,7 +168,7 @@ pub fn apply_success(observed: &mut Observed, item: &PlanItem, now: Timestamp) {
             }
             step(state.confirm(now));
         }
-        Action::RunHooks | Action::Hold | Action::None | Action::Error => {}
+        Action::RunHooks | Action::Hold | Action::None | Action::Error | Action::StateLost => {}
     }
     // A confirmed installation wiped what hooks put there (the store clears the record on
     // confirm); then the executor runs the item's hooks and records each success.
