@@ -8,10 +8,16 @@ pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// `plan --detailed-exitcode`: success, and there are changes to apply (Terraform's meaning).
 pub const CHANGES: u8 = 2;
+/// The plan has `state-lost` rows: nodes without a state record show evidence that they were
+/// installed. `apply` refuses such a plan; `roundhouse state recover` rebuilds the records.
+pub const STATE_LOST: u8 = 3;
 /// The command line was wrong (BSD `EX_USAGE`).
 pub const USAGE: u8 = 64;
 /// The cluster file, a snippet or other input is invalid; nothing was written (`EX_DATAERR`).
 pub const INVALID_INPUT: u8 = 65;
+/// The state store cannot be read (emptied, truncated, damaged, not a store, or a newer
+/// schema); nothing was written (`EX_IOERR`).
+pub const STATE_UNREADABLE: u8 = 74;
 // 69 (`EX_UNAVAILABLE`, the lab's missing prerequisites) is `roundhouse_lab::EXIT_PREREQUISITES`,
 // carried by `LabError::exit_code`.
 

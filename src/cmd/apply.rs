@@ -19,7 +19,10 @@ use crate::cmd::common::{ConfigArgs, OutputFormat};
 
 mod progress;
 
-use crate::cmd::plan::{StateArgs, make_plan, per_operation, prepare};
+use crate::cmd::plan::{
+    EvidenceArgs, StateArgs, make_plan, observe, per_operation, prepare, state_lost_error,
+    store_error,
+};
 use crate::exit::{self, Exit};
 use progress::{BarReporter, JsonReporter, LineReporter, Reporter};
 
@@ -38,8 +41,13 @@ use progress::{BarReporter, JsonReporter, LineReporter, Reporter};
 /// next apply resumes it (waiting for a reboot already triggered instead of triggering
 /// again). Only one apply runs per asset directory at a time.
 ///
+/// A node without a state record is never installed when there is evidence that it was
+/// installed before (its gating mark, a final-config fetch, an SSH answer): the plan shows it
+/// as state-lost and apply does nothing (exit 3; see `roundhouse state recover`).
+///
 /// Exit codes: 0 every change confirmed (or nothing to do), 1 a node failed or was not
-/// started, 65 invalid cluster file.
+/// started, 3 state-lost nodes (nothing done), 65 invalid cluster file, 74 unreadable state
+/// store (nothing done).
 ///
 /// Examples:
 ///   roundhouse apply cluster.hcl
@@ -50,6 +58,8 @@ pub struct ApplyArgs {
     pub config: ConfigArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -131,8 +141,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let store: Arc<dyn StateStore> = Arc::new(state_dir.open_store(per_operation())?);
-    let plan = make_plan(&prepared, &store.observed()?)?;
+    // Plan from a read-only look first: a store that cannot be read, or records lost for
+    // machines that were installed, stop the apply before anything is written.
+    let observed = observe(&prepared, &args.state, &args.evidence)?;
+    let plan = make_plan(&prepared, &observed)?;
     let json = args.output == OutputFormat::Json;
     // Live bars only where a person watches; logs and pipes get lines they can grep.
     let reporter: Arc<dyn Reporter> = if json {
@@ -143,6 +155,13 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         Arc::new(LineReporter::new(Box::new(std::io::stderr())))
     };
     reporter.plan(&plan);
+    if plan.has_state_lost() {
+        return Err(state_lost_error(
+            &plan,
+            &args.config.cluster_file,
+            "Nothing was done.",
+        ));
+    }
     if plan.has_errors() {
         return Err(anyhow::Error::new(Exit {
             code: exit::FAILURE,
@@ -158,6 +177,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
     if plan.has_changes() && !args.yes {
         confirm(&plan)?;
     }
+    // One generation back, for a store damaged later (docs/reconciler.md, "Backups").
+    state_dir.keep_previous().map_err(store_error)?;
+    let store: Arc<dyn StateStore> =
+        Arc::new(state_dir.open_store(per_operation()).map_err(store_error)?);
     let manifest = publish_data(&prepared.rendered, &data_dir)?;
     let records = store.nodes()?;
     let mut published = Published::load(&cluster.asset_dir);

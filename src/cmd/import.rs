@@ -41,7 +41,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         }),
         e => e.into(),
     })?;
-    let store = dir.open_store(per_operation())?;
+    let store = dir
+        .open_store(per_operation())
+        .map_err(crate::cmd::plan::store_error)?;
     let report = import_lokomotive(&store, &args.lokomotive_asset_dir, now())?;
     let names: std::collections::BTreeMap<_, _> = cluster
         .nodes

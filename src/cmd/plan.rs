@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bootdata::Mac;
+use roundhouse_apply::evidence::{self, Sources, Target};
 use roundhouse_apply::keys::{KeyStore, LoadedKeys};
 use roundhouse_config::Cluster;
 use roundhouse_plan::{Desired, DesiredNode, Observed, Plan};
 use roundhouse_render::{RenderOptions, RenderedCluster};
-use roundhouse_store::{OpenMode, RedbStore, StateDir, StateStore};
+use roundhouse_store::{OpenMode, RedbStore, StateDir, StateStore, StoreError};
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
 use crate::exit::{self, Exit};
@@ -123,14 +124,50 @@ pub fn prepare(
     })
 }
 
-/// Opens the cluster's store for a short read, or `None` when there is none yet (reading
-/// must not create one).
+/// How `plan` and `apply` look for evidence of earlier installations.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvidenceArgs {
+    /// Seconds one SSH probe may take: a node without a state record is probed on its SSH
+    /// port before it may be planned as a new machine (docs/reconciler.md, "Evidence").
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    pub probe_timeout: f64,
+}
+
+/// What to do when the state store cannot be read, printed under the error.
+const RECOVERY_HINT: &str = "roundhouse does not plan from a store it cannot read: it could only guess, and a \
+wrong guess reinstalls machines. Nothing was written. Ways back (docs/reconciler.md, \"Recovering state\"):
+  - the copy the previous apply kept: move the damaged file aside and copy state.redb.1 in its place;
+  - a backup from `roundhouse state export`: move the damaged file aside, then `roundhouse state import`;
+  - no backup: move the damaged file aside, then `roundhouse state recover CLUSTER` rebuilds the records
+    from the boot server's journal and from what each node reports over SSH.";
+
+/// Maps a store error to its exit code: an unreadable store is [`exit::STATE_UNREADABLE`] with
+/// the ways back; anything else is a runtime failure.
+pub fn store_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Unreadable { .. } | StoreError::Schema { .. } => anyhow::Error::new(Exit {
+            code: exit::STATE_UNREADABLE,
+            message: format!("error: {e}\n\n{RECOVERY_HINT}"),
+        }),
+        e => e.into(),
+    }
+}
+
+/// Opens the cluster's store read-only, or `None` when there is none yet. Reading never
+/// creates, initialises, repairs or writes the store.
 pub fn open_store_if_exists(cluster: &Cluster) -> anyhow::Result<Option<RedbStore>> {
     let dir = StateDir::new(&cluster.asset_dir);
     if !dir.store_path().exists() {
         return Ok(None);
     }
-    Ok(Some(dir.open_store(per_operation())?))
+    RedbStore::open(
+        dir.store_path(),
+        OpenMode::ReadOnly {
+            wait: Duration::from_secs(30),
+        },
+    )
+    .map(Some)
+    .map_err(store_error)
 }
 
 /// Per-operation opens, so `status` and `plan` can run while an `apply` holds the lock.
@@ -138,6 +175,71 @@ pub fn per_operation() -> OpenMode {
     OpenMode::PerOperation {
         wait: Duration::from_secs(30),
     }
+}
+
+/// The planner's input: the store's records (read-only), and for every node without a record
+/// the evidence that it was installed before (gating, fetch journal, an SSH probe).
+pub fn observe(
+    prepared: &Prepared,
+    state: &StateArgs,
+    evidence: &EvidenceArgs,
+) -> anyhow::Result<Observed> {
+    let cluster = &prepared.cluster;
+    let mut observed = match open_store_if_exists(cluster)? {
+        Some(store) => store.observed().map_err(store_error)?,
+        None => Observed::default(),
+    };
+    let probe = Duration::try_from_secs_f64(evidence.probe_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::Error::new(Exit {
+                code: exit::USAGE,
+                message: "error: --probe-timeout must be a positive number of seconds".into(),
+            })
+        })?;
+    let targets: Vec<Target> = cluster
+        .nodes
+        .iter()
+        .filter(|n| !observed.nodes.contains_key(&n.mac))
+        .map(|n| Target {
+            name: n.name.clone(),
+            mac: n.mac,
+            host: n.domain.clone(),
+            port: n.ssh_port,
+            host_keys: prepared
+                .keys
+                .hosts
+                .get(&n.name)
+                .map(|k| vec![k.public()])
+                .unwrap_or_default(),
+        })
+        .collect();
+    observed.evidence = evidence::gather(
+        &targets,
+        &Sources {
+            boot_state_dir: state.boot_state_dir(cluster),
+            probe_timeout: Some(probe),
+            probe_parallel: 64,
+        },
+    )?;
+    Ok(observed)
+}
+
+/// The error for a plan with `state-lost` rows (after the plan was shown).
+pub fn state_lost_error(plan: &Plan, cluster_file: &std::path::Path, done: &str) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code: exit::STATE_LOST,
+        message: format!(
+            "error: {} node(s) have no state record but show evidence of an installation (the \
+             `state-lost` rows): the state store was emptied, deleted or replaced. {done}\n\
+             Rebuild the records with `roundhouse state recover {}` (docs/reconciler.md, \
+             \"Recovering state\"), or restore a backup; `roundhouse recreate NODE` reinstalls a \
+             node on purpose.",
+            plan.summary.state_lost,
+            cluster_file.display()
+        ),
+    })
 }
 
 /// Plans `prepared` against `observed`; duplicate identities are invalid input.
@@ -166,6 +268,8 @@ pub struct PlanArgs {
     pub config: ConfigArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
@@ -179,10 +283,7 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let prepared = prepare(&args.config, args.state.keys_dir.clone(), args.strict)?;
-    let observed = match open_store_if_exists(&prepared.cluster)? {
-        Some(store) => store.observed()?,
-        None => Observed::default(),
-    };
+    let observed = observe(&prepared, &args.state, &args.evidence)?;
     let plan = make_plan(&prepared, &observed)?;
     let mut out = std::io::stdout().lock();
     match args.output {
@@ -195,6 +296,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    if plan.has_state_lost() {
+        return Err(state_lost_error(
+            &plan,
+            &args.config.cluster_file,
+            "apply would not run this plan.",
+        ));
+    }
     if plan.has_errors() {
         return Err(anyhow::Error::new(Exit {
             code: exit::FAILURE,

@@ -62,7 +62,9 @@ pub fn run(args: RecreateArgs) -> anyhow::Result<()> {
         }),
         e => e.into(),
     })?;
-    let store = dir.open_store(per_operation())?;
+    let store = dir
+        .open_store(per_operation())
+        .map_err(crate::cmd::plan::store_error)?;
     for node in targets {
         let change = if args.cancel {
             Change::CancelRecreate

@@ -4,6 +4,7 @@
 //! - [`publish`]: writing the boot server's data directory and remembering what was published.
 //! - [`netboot`]: the boot server's netboot decisions (`netboot.json`).
 //! - [`journal`]: reading the boot server's fetch journal.
+//! - [`evidence`]: signs outside the store that a machine was installed (gating, journal, SSH).
 //! - [`bootserver`]: waiting until the boot server serves what was published.
 //! - [`power`]: power actions behind a small trait (the `command` driver today).
 //! - [`exec`]: the [`Executor`]: rollout limits, the PXE and in-place paths, waits with
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod bootserver;
+pub mod evidence;
 pub mod exec;
 pub mod journal;
 pub mod keys;

@@ -152,6 +152,72 @@ impl client::Handler for PinnedHostKey {
     }
 }
 
+/// Records the host key a server presents and accepts it, for [`host_key`] only (no
+/// authentication follows, so accepting any key exposes nothing).
+struct Observe {
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Observe {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_public_key else {
+            return Ok(false);
+        };
+        *self.presented.lock().expect("host key slot") = Some(key.clone());
+        Ok(true)
+    }
+}
+
+/// The host key the SSH server at `host:port` presents, without logging in: connects, runs
+/// the key exchange, disconnects, all within `timeout`. A probe, for evidence that a machine
+/// runs an OS (and which host key it has); never a basis for trusting the machine.
+pub async fn host_key(host: &str, port: u16, timeout: Duration) -> Result<PublicKey, SshError> {
+    let name = format!("{host}:{port}");
+    let presented = Arc::new(Mutex::new(None));
+    let handler = Observe {
+        presented: Arc::clone(&presented),
+    };
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|source| SshError::Connect {
+                target: name.clone(),
+                source,
+            })?;
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(timeout),
+            ..Default::default()
+        });
+        let handle = client::connect_stream(config, stream, handler)
+            .await
+            .map_err(|source| SshError::Protocol {
+                target: name.clone(),
+                source,
+            })?;
+        let _ = handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+        Ok(())
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| SshError::Timeout {
+            target: name.clone(),
+            step: "reading the host key",
+            after: timeout,
+        })??;
+    let key = presented.lock().expect("host key slot").take();
+    key.ok_or_else(|| SshError::Protocol {
+        target: name,
+        source: russh::Error::UnknownKey,
+    })
+}
+
 /// An authenticated SSH session.
 pub struct Session {
     handle: client::Handle<PinnedHostKey>,

@@ -127,6 +127,43 @@ impl StateDir {
         RedbStore::open(self.store_path(), mode)
     }
 
+    /// `<dir>/state.redb.1`: the store as it was before the last writing command.
+    pub fn previous_path(&self) -> PathBuf {
+        self.path.join(format!("{STORE_FILE}.1"))
+    }
+
+    /// Copies the store to [`StateDir::previous_path`] (0600; written beside it, synced and
+    /// renamed into place, so a crash leaves the old copy or the new one), so that a store
+    /// damaged later can be rolled back one generation. Returns `false` when there is no
+    /// store yet. Call it under the apply lock, after the store was read successfully.
+    pub fn keep_previous(&self) -> Result<bool, StoreError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let from = self.store_path();
+        let to = self.previous_path();
+        let io = |e: std::io::Error| StoreError::Db {
+            path: to.clone(),
+            source: Box::new(redb::Error::Io(e)),
+        };
+        let bytes = match std::fs::read(&from) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(e)),
+        };
+        let tmp = self.path.join(format!("{STORE_FILE}.1.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &to).map_err(io)?;
+        Ok(true)
+    }
+
     /// Takes the apply lock for `purpose`, or fails at once with [`LockError::Held`] naming the
     /// holder. Never waits: a second `apply` should refuse, not queue behind the first.
     pub fn lock(&self, purpose: &str, at: Timestamp) -> Result<ApplyLock, LockError> {

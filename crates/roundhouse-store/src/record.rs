@@ -411,9 +411,12 @@ pub fn start_changes(
                 Change::BeginReprovision(intent(ProvisionPath::InPlace)),
             )]
         }
-        Action::Resume | Action::RunHooks | Action::Hold | Action::None | Action::Error => {
-            Vec::new()
-        }
+        Action::Resume
+        | Action::RunHooks
+        | Action::Hold
+        | Action::None
+        | Action::Error
+        | Action::StateLost => Vec::new(),
     }
 }
 

@@ -1,0 +1,172 @@
+//! Evidence that a machine was installed, looked for outside the state store before any node
+//! without a record is planned as a fresh machine (see [`roundhouse_plan::Evidence`]).
+//!
+//! Sources, cheapest first:
+//! - the boot server's netboot gating (`<boot state>/netboot.json`): the MAC is marked
+//!   `installed` or `install-pending`;
+//! - the boot server's fetch journal: the MAC fetched its final config (group = node name);
+//! - the node's SSH port: the server presents the node's managed host key, or any host key
+//!   (a probe of the key exchange only; no login).
+//!
+//! Host keys on disk are **not** evidence: `render` and `plan` generate them before any
+//! machine is installed. An unreadable netboot file is an error, not "no evidence": a reader
+//! that cannot see the gating must not conclude that nothing was installed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bootdata::Mac;
+use roundhouse_boot::state::{NETBOOT_FILE, Netboot, NetbootFile};
+use roundhouse_plan::Evidence;
+use roundhouse_ssh::PublicKey;
+
+use crate::journal::JournalReader;
+
+/// A node evidence is looked for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Node name (its final config's group).
+    pub name: String,
+    /// Its MAC.
+    pub mac: Mac,
+    /// Where SSH reaches it.
+    pub host: String,
+    /// Its SSH port.
+    pub port: u16,
+    /// Its managed host key(s), to tell "runs roundhouse's config" from "runs some OS".
+    pub host_keys: Vec<PublicKey>,
+}
+
+/// Where and how to look.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The boot server's state directory (netboot.json, the fetch journal).
+    pub boot_state_dir: PathBuf,
+    /// Deadline of one SSH probe; `None` skips the probes.
+    pub probe_timeout: Option<Duration>,
+    /// Probes run at once.
+    pub probe_parallel: usize,
+}
+
+/// The netboot file exists but cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot read the boot server's netboot gating {}: {reason}; without it roundhouse cannot \
+     tell installed machines from new ones",
+    path.display()
+)]
+pub struct EvidenceError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Looks for evidence for every target; targets without any are absent from the result.
+pub fn gather(
+    targets: &[Target],
+    sources: &Sources,
+) -> Result<BTreeMap<Mac, Vec<Evidence>>, EvidenceError> {
+    let mut found: BTreeMap<Mac, Vec<Evidence>> = BTreeMap::new();
+    if targets.is_empty() {
+        return Ok(found);
+    }
+    let wanted: BTreeSet<Mac> = targets.iter().map(|t| t.mac).collect();
+    for (mac, netboot) in read_gating(&sources.boot_state_dir)? {
+        if wanted.contains(&mac) {
+            let netboot = match netboot {
+                Netboot::Installed => "installed",
+                Netboot::InstallPending => "install-pending",
+            };
+            found.entry(mac).or_default().push(Evidence::Gating {
+                netboot: netboot.into(),
+            });
+        }
+    }
+    let journal = JournalReader::new(&sources.boot_state_dir);
+    for t in targets {
+        if let Some(f) = journal.last_config_fetch(&t.mac, &t.name)
+            && f.status == 200
+        {
+            found
+                .entry(t.mac)
+                .or_default()
+                .push(Evidence::FinalConfigFetch { at: f.at });
+        }
+    }
+    if let Some(timeout) = sources.probe_timeout {
+        for (mac, ev) in probe_all(targets, timeout, sources.probe_parallel.max(1)) {
+            found.entry(mac).or_default().push(ev);
+        }
+    }
+    Ok(found)
+}
+
+/// The MACs `netboot.json` lists, with their decision; none when the file does not exist.
+pub fn read_gating(dir: &Path) -> Result<Vec<(Mac, Netboot)>, EvidenceError> {
+    let path = dir.join(NETBOOT_FILE);
+    let err = |reason: String| EvidenceError {
+        path: path.clone(),
+        reason,
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let file: NetbootFile = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+    file.nodes
+        .iter()
+        .map(|(text, node)| {
+            Mac::parse(text)
+                .map(|mac| (mac, node.netboot))
+                .map_err(|e| err(format!("MAC {text:?}: {e}")))
+        })
+        .collect()
+}
+
+fn probe_all(targets: &[Target], timeout: Duration, parallel: usize) -> Vec<(Mac, Evidence)> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("cannot start the SSH probes: {e}");
+            return Vec::new();
+        }
+    };
+    runtime.block_on(async {
+        let gate = Arc::new(tokio::sync::Semaphore::new(parallel));
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in targets.iter().cloned() {
+            let gate = Arc::clone(&gate);
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await.ok()?;
+                let key = roundhouse_ssh::host_key(&t.host, t.port, timeout)
+                    .await
+                    .ok()?;
+                let fingerprint = roundhouse_ssh::fingerprint(&key);
+                let managed = t.host_keys.iter().any(|k| k.key_data() == key.key_data());
+                Some((
+                    t.mac,
+                    if managed {
+                        Evidence::SshManagedHostKey { fingerprint }
+                    } else {
+                        Evidence::SshOtherHostKey { fingerprint }
+                    },
+                ))
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Some(found)) = done {
+                out.push(found);
+            }
+        }
+        out.sort_by_key(|(mac, _)| *mac);
+        out
+    })
+}
