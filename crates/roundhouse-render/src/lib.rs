@@ -215,6 +215,7 @@ fn render_with(
 
     let kernel_args = node.effective_kernel_args(cluster);
     let digest = Digest::of_node(&final_config, kernel_args, &cluster.kernel_console);
+    add_digest_file(&mut final_config, &digest);
 
     let install_id = format!("install-{}", node.name);
     let install_profile = Profile {
@@ -323,6 +324,32 @@ fn base_final_config(cluster: &Cluster, node: &Node, keys: &ManagedKeys) -> Valu
     })
 }
 
+/// Where every final config puts the node's own config digest, so that the node can tell what
+/// it runs (`roundhouse state recover` reads it over SSH). Not covered by the digest itself.
+pub const DIGEST_FILE: &str = "/etc/roundhouse/config-digest";
+
+/// Adds [`DIGEST_FILE`] (the digest and a newline) to a final config whose digest was
+/// computed, replacing any entry a snippet made for that path: the file must say the truth.
+fn add_digest_file(config: &mut Value, digest: &Digest) {
+    let Some(storage) = config
+        .as_object_mut()
+        .map(|c| c.entry("storage").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let files = storage.entry("files").or_insert_with(|| json!([]));
+    if let Some(files) = files.as_array_mut() {
+        files.retain(|f| f.get("path").and_then(Value::as_str) != Some(DIGEST_FILE));
+        files.push(json!({
+            "path": DIGEST_FILE,
+            "mode": 0o644,
+            "overwrite": true,
+            "contents": { "source": dataurl::encode(format!("{}\n", digest.as_str()).as_bytes()) }
+        }));
+    }
+}
+
 const PXE_KERNEL: &str = "flatcar_production_pxe.vmlinuz";
 const PXE_INITRD: &str = "flatcar_production_pxe_image.cpio.gz";
 
@@ -392,6 +419,12 @@ mod tests {
         for c in [translate(&cluster.snippets), translate(&node.snippets)].concat() {
             fin = snippets::merge(&fin, &c);
         }
+        let digest = Digest::of_node(
+            &fin,
+            node.effective_kernel_args(cluster),
+            &cluster.kernel_console,
+        );
+        add_digest_file(&mut fin, &digest);
         let mut inst = installer::base_config(cluster, node);
         for c in [
             translate(&cluster.installer_snippets),
@@ -426,5 +459,36 @@ mod tests {
             assert_eq!(got.final_config, fin, "{}", node.name);
             assert_eq!(got.installer_config, inst, "{}", node.name);
         }
+    }
+
+    /// The final config names its own digest in DIGEST_FILE; the digest covers the config
+    /// without that file (so it is not self-referential), and a snippet's entry for the path
+    /// is replaced rather than duplicated.
+    #[test]
+    fn final_config_carries_its_digest_outside_the_digest() {
+        let digest = Digest::of_bytes(b"x");
+        let mut config = json!({
+            "ignition": { "version": "3.3.0" },
+            "storage": { "files": [
+                { "path": DIGEST_FILE, "contents": { "source": "data:,lies" } },
+                { "path": "/etc/other", "contents": { "source": "data:," } }
+            ]}
+        });
+        let before = Digest::of_node(&config, &[], &[]);
+        add_digest_file(&mut config, &digest);
+        let files = config["storage"]["files"].as_array().unwrap();
+        let ours: Vec<&Value> = files.iter().filter(|f| f["path"] == DIGEST_FILE).collect();
+        assert_eq!(ours.len(), 1, "{config}");
+        assert_eq!(
+            ours[0]["contents"]["source"],
+            format!("data:,{}%0A", digest.as_str())
+        );
+        assert!(files.iter().any(|f| f["path"] == "/etc/other"));
+        assert_ne!(before, Digest::of_node(&config, &[], &[]));
+
+        // A config without storage gets one.
+        let mut bare = json!({ "ignition": { "version": "3.3.0" } });
+        add_digest_file(&mut bare, &digest);
+        assert_eq!(bare["storage"]["files"][0]["path"], DIGEST_FILE);
     }
 }
