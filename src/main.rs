@@ -35,6 +35,7 @@ enum Command {
     Recreate(cmd::recreate::RecreateArgs),
     ImportLokomotive(cmd::import::ImportArgs),
     Serve(cmd::serve::ServeArgs),
+    State(cmd::state::StateArgs),
     Butane(cmd::butane::ButaneArgs),
     Lab(cmd::lab::LabArgs),
 }
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Command::Recreate(args) => cmd::recreate::run(args),
         Command::ImportLokomotive(args) => cmd::import::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::State(args) => cmd::state::run(args),
         Command::Butane(args) => cmd::butane::run(args),
         Command::Lab(args) => cmd::lab::run(args),
     };

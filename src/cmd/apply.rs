@@ -8,12 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use roundhouse_apply::exec::{Executor, HookSpec, NodeSpec, Settings};
 use roundhouse_apply::journal::JournalReader;
-use roundhouse_apply::keys::KeyStore;
 use roundhouse_apply::netboot::{Decision, NetbootWriter};
 use roundhouse_apply::power::{CommandDriver, PowerDriver, driver_for};
 use roundhouse_apply::publish::{Published, initial_netboot, publish_data};
 use roundhouse_config::Power;
-use roundhouse_store::{LockError, StateDir, StateStore, now};
+use roundhouse_store::{StateDir, StateStore};
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
 
@@ -131,16 +130,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
     let prepared = prepare(&args.config, args.state.keys_dir.clone(), args.strict)?;
     let cluster = &prepared.cluster;
     let state_dir = StateDir::new(&cluster.asset_dir);
-    let _lock = match state_dir.lock("apply", now()) {
-        Ok(l) => l,
-        Err(e @ LockError::Held { .. }) => {
-            return Err(anyhow::Error::new(Exit {
-                code: exit::FAILURE,
-                message: format!("error: {e}"),
-            }));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let _lock = crate::cmd::common::take_lock(&state_dir, "apply")?;
     // Plan from a read-only look first: a store that cannot be read, or records lost for
     // machines that were installed, stop the apply before anything is written.
     let observed = observe(&prepared, &args.state, &args.evidence)?;
@@ -240,30 +230,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| (n.name.as_str(), n.final_ignition_sha256.as_str()))
         .collect();
-    let keys_dir = args.state.keys_dir(cluster);
-    let key_store = KeyStore::new(&keys_dir);
     let mut specs = BTreeMap::new();
     for (node, rendered) in cluster.nodes.iter().zip(&prepared.rendered.nodes) {
-        let mut host_keys = Vec::new();
-        if let Some(k) = prepared.keys.hosts.get(&node.name) {
-            host_keys.push(k.public());
-        }
-        // A node adopted from Lokomotive runs the host key its OS generated; the operator
-        // may pin it here until the first re-provision installs the managed one.
-        let previous = key_store
-            .host_path(&node.name)
-            .with_file_name("previous_host_key.pub");
-        if let Ok(text) = std::fs::read_to_string(&previous) {
-            for line in text
-                .lines()
-                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            {
-                host_keys.push(
-                    roundhouse_ssh::parse_public_key(line)
-                        .with_context(|| format!("reading {}", previous.display()))?,
-                );
-            }
-        }
+        let host_keys = prepared
+            .keys
+            .pinned_host_keys(&node.name)
+            .with_context(|| format!("node {}: pinned host keys", node.name))?;
         let power: Arc<dyn PowerDriver> = match &node.power {
             Some(Power::Command {
                 command,

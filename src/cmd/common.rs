@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use roundhouse_config::{Cluster, LoadOptions};
+use roundhouse_store::{ApplyLock, LockError, StateDir, now};
 
-use crate::exit::Exit;
+use crate::exit::{self, Exit};
 
 /// The cluster file and its variables.
 #[derive(Debug, clap::Args)]
@@ -47,4 +48,40 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+/// Takes the apply lock for `purpose`; a held lock is a plain failure naming the holder.
+pub fn take_lock(dir: &StateDir, purpose: &str) -> anyhow::Result<ApplyLock> {
+    dir.lock(purpose, now()).map_err(|e| match e {
+        LockError::Held { .. } => anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: format!("error: {e}"),
+        }),
+        e => e.into(),
+    })
+}
+
+/// Writes `bytes` to `path` as a file only its owner can read (0600 whatever the umask),
+/// atomically: a temporary file beside it, synced, renamed into place.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
 }

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use roundhouse_store::{LockError, StateDir, import_lokomotive, now};
+use roundhouse_store::{StateDir, import_lokomotive, now};
 
 use crate::cmd::common::ConfigArgs;
 use crate::cmd::plan::per_operation;
-use crate::exit::{self, Exit};
 
 /// Adopt nodes that Lokomotive installed, without reinstalling them.
 ///
@@ -34,13 +33,7 @@ pub struct ImportArgs {
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let cluster = args.config.load()?;
     let dir = StateDir::new(&cluster.asset_dir);
-    let _lock = dir.lock("import-lokomotive", now()).map_err(|e| match e {
-        LockError::Held { .. } => anyhow::Error::new(Exit {
-            code: exit::FAILURE,
-            message: format!("error: {e}"),
-        }),
-        e => e.into(),
-    })?;
+    let _lock = crate::cmd::common::take_lock(&dir, "import-lokomotive")?;
     let store = dir
         .open_store(per_operation())
         .map_err(crate::cmd::plan::store_error)?;

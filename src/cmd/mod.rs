@@ -10,4 +10,5 @@ pub mod power;
 pub mod recreate;
 pub mod render;
 pub mod serve;
+pub mod state;
 pub mod status;

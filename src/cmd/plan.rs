@@ -36,11 +36,6 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    pub fn keys_dir(&self, cluster: &Cluster) -> PathBuf {
-        self.keys_dir
-            .clone()
-            .unwrap_or_else(|| cluster.asset_dir.join("keys"))
-    }
     pub fn data_dir(&self, cluster: &Cluster) -> PathBuf {
         self.data_dir
             .clone()
@@ -198,23 +193,23 @@ pub fn observe(
                 message: "error: --probe-timeout must be a positive number of seconds".into(),
             })
         })?;
-    let targets: Vec<Target> = cluster
+    let mut targets = Vec::new();
+    for n in cluster
         .nodes
         .iter()
         .filter(|n| !observed.nodes.contains_key(&n.mac))
-        .map(|n| Target {
+    {
+        targets.push(Target {
             name: n.name.clone(),
             mac: n.mac,
             host: n.domain.clone(),
             port: n.ssh_port,
             host_keys: prepared
                 .keys
-                .hosts
-                .get(&n.name)
-                .map(|k| vec![k.public()])
-                .unwrap_or_default(),
-        })
-        .collect();
+                .pinned_host_keys(&n.name)
+                .with_context(|| format!("node {}: pinned host keys", n.name))?,
+        });
+    }
     observed.evidence = evidence::gather(
         &targets,
         &Sources {

@@ -1,7 +1,7 @@
 //! `roundhouse recreate NODE…`: force a PXE install of nodes on the next apply.
 
 use roundhouse_config::Role;
-use roundhouse_store::{Change, LockError, StateDir, StateStore, now};
+use roundhouse_store::{Change, StateDir, StateStore, now};
 
 use crate::cmd::common::ConfigArgs;
 use crate::cmd::plan::per_operation;
@@ -55,13 +55,7 @@ pub fn run(args: RecreateArgs) -> anyhow::Result<()> {
         targets.push(node);
     }
     let dir = StateDir::new(&cluster.asset_dir);
-    let _lock = dir.lock("recreate", now()).map_err(|e| match e {
-        LockError::Held { .. } => anyhow::Error::new(Exit {
-            code: exit::FAILURE,
-            message: format!("error: {e}"),
-        }),
-        e => e.into(),
-    })?;
+    let _lock = crate::cmd::common::take_lock(&dir, "recreate")?;
     let store = dir
         .open_store(per_operation())
         .map_err(crate::cmd::plan::store_error)?;

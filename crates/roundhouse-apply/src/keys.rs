@@ -311,6 +311,45 @@ pub struct LoadedKeys {
     new_hosts: Vec<String>,
 }
 
+/// The file beside a node's host key where the operator may put extra host keys to accept.
+pub const PREVIOUS_HOST_KEY: &str = "previous_host_key.pub";
+
+impl LoadedKeys {
+    /// The host keys SSH accepts for `node`: its managed key, plus any in
+    /// `keys/hosts/<node>/previous_host_key.pub` (written by the operator: an adopted node's
+    /// own key until its first re-provision installs the managed one).
+    pub fn pinned_host_keys(&self, node: &str) -> Result<Vec<PublicKey>, KeyError> {
+        let mut keys = Vec::new();
+        if let Some(k) = self.hosts.get(node) {
+            keys.push(k.public());
+        }
+        let previous = self.store.host_path(node).with_file_name(PREVIOUS_HOST_KEY);
+        let text = match std::fs::read_to_string(&previous) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+            Err(source) => {
+                return Err(KeyError::Io {
+                    action: "reading",
+                    path: previous,
+                    source,
+                });
+            }
+        };
+        for line in text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            keys.push(
+                roundhouse_ssh::parse_public_key(line).map_err(|e| KeyError::Invalid {
+                    path: previous.clone(),
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(keys)
+    }
+}
+
 impl KeyStore {
     /// The keys directory `dir` (conventionally `<asset_dir>/keys`).
     pub fn new(dir: impl Into<PathBuf>) -> KeyStore {

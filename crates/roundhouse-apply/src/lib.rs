@@ -7,6 +7,7 @@
 //! - [`evidence`]: signs outside the store that a machine was installed (gating, journal, SSH).
 //! - [`bootserver`]: waiting until the boot server serves what was published.
 //! - [`power`]: power actions behind a small trait (the `command` driver today).
+//! - [`recover`]: rebuilding lost records from what each node reports over SSH.
 //! - [`exec`]: the [`Executor`]: rollout limits, the PXE and in-place paths, waits with
 //!   deadlines and backoff, crash-safe resume from the intent journal.
 //!
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod netboot;
 pub mod power;
 pub mod publish;
+pub mod recover;
 
 pub use exec::{
     Executor, HookSpec, NodeResult, NodeSpec, Outcome, Progress, ProgressSink, Report, Settings,
