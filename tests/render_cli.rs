@@ -30,10 +30,16 @@ fn roundhouse(args: &[&str]) -> Output {
         .expect("running roundhouse")
 }
 
+/// Copies a tree; private keys (files not ending in `.pub`) are made 0600, as roundhouse
+/// refuses private keys others can read (git checks them out 0644).
 fn copy_tree(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
     for rel in files_under(from) {
         fs::create_dir_all(to.join(&rel).parent().unwrap()).unwrap();
         fs::copy(from.join(&rel), to.join(&rel)).unwrap();
+        if rel.extension().is_none_or(|e| e != "pub") {
+            fs::set_permissions(to.join(&rel), fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
 }
 

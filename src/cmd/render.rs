@@ -13,8 +13,14 @@ use crate::exit::Exit;
 ///
 /// Writes a matchbox data directory (profiles/, groups/, ignition/ and render-manifest.json)
 /// that `roundhouse serve` or matchbox itself serves unchanged. The directory is replaced as a
-/// whole; a directory that roundhouse did not write is never overwritten. With --node, prints
-/// one rendered item instead and writes nothing.
+/// whole; a directory that roundhouse did not write is never overwritten. A boot-server state
+/// directory inside it (<DIR>/roundhouse: netboot.json and the fetch journal, the default
+/// `serve --state-path`) is kept: moved into the new tree. Anything else render did not write
+/// makes it refuse, with nothing written. With --node, prints one rendered item instead and
+/// writes nothing.
+///
+/// The Ignition configs hold each node's SSH host private key: ignition/ is created 0700 and
+/// its files 0600 whatever the umask (run `roundhouse serve` as the same user).
 ///
 /// Each node's final config includes the SSH host key roundhouse manages for it, and user
 /// core's keys include roundhouse's operator key; both are generated under <asset_dir>/keys

@@ -14,6 +14,15 @@ use roundhouse_boot::{ServeConfig, Server};
 /// state is present (<STATE_PATH>/netboot.json), machines marked installed are told to boot
 /// from their local disk instead of reinstalling. See docs/boot-server.md.
 ///
+/// Fail-safe: when netboot.json disappears or breaks while serving, the last good gating is
+/// kept (installed machines keep booting from disk), an ERROR is logged, /healthz answers 503
+/// and roundhouse_boot_netboot_state_ok is 0 until a valid file is back; a missing groups/ or
+/// profiles/ likewise keeps the previous data (roundhouse_boot_data_ok 0). At start-up the same
+/// damage is an error, as is a missing netboot.json when the fetch journal shows gating was
+/// on. To turn gating off, write {"format":"roundhouse-netboot/v1","nodes":{}}. Ignition
+/// configs its group or others can write are refused (render writes them 0600: run serve as
+/// the user that renders).
+///
 /// Prints `listening on http://ADDRESS` once the socket is bound, so scripts may pass port 0
 /// and read the port from stderr.
 #[derive(Debug, clap::Args)]

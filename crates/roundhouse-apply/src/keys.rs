@@ -50,6 +50,16 @@ pub enum KeyError {
         /// What is wrong.
         reason: String,
     },
+    /// A private key file others can read or write (OpenSSH refuses such keys too).
+    #[error("{}: private key is accessible by {who} (mode {mode:04o}); run chmod 600 {} (and check who may have copied or replaced it)", path.display(), path.display())]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// "its group", "others" or "its group and others".
+        who: &'static str,
+    },
     /// The system's random source failed.
     #[error("generating a key: the system random source failed: {0}")]
     Random(String),
@@ -137,17 +147,62 @@ impl KeyPair {
     }
 }
 
-/// The text of a key file; `None` when it does not exist (yet).
+/// The text of a private key file; `None` when it does not exist (yet). A file its group or
+/// others can read or write is refused, as OpenSSH refuses it: its secret may be known, or the
+/// key replaced.
 fn read_key_file(path: &Path) -> Result<Option<String>, KeyError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KeyError::Io {
-            action: "reading",
+    use std::io::Read;
+    let io = |source| KeyError::Io {
+        action: "reading",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io(source)),
+    };
+    let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+            (true, true) => "its group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        return Err(KeyError::Insecure {
             path: path.to_path_buf(),
-            source,
-        }),
+            mode,
+            who,
+        });
     }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    Ok(Some(text))
+}
+
+/// Mode of the keys directory and the directories under it.
+const KEY_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing directories under `root`) 0700 whatever the umask; `root`'s own
+/// parents are created as usual.
+fn create_key_dirs(root: &Path, dir: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KeyError::Io {
+            action: "creating",
+            path,
+            source,
+        }
+    };
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(KEY_DIR_MODE)
+        .create(dir)
+        .map_err(io(dir))
 }
 
 /// A node's host key as roundhouse uses it: the private key's OpenSSH text goes into the node's
@@ -469,9 +524,11 @@ impl LoadedKeys {
     /// public halves 0644, each written to a temporary file, synced and renamed into place so
     /// a crash never leaves half a key. Existing keys are never overwritten.
     pub fn persist(&mut self) -> Result<(), KeyError> {
+        let root = self.store.dir.clone();
         if self.new_operator {
             let k = &self.operator;
             write_pair(
+                &root,
                 &self.store.operator_path(),
                 &k.private_openssh,
                 &k.public_openssh,
@@ -481,6 +538,7 @@ impl LoadedKeys {
         for node in std::mem::take(&mut self.new_hosts) {
             if let Some(k) = self.hosts.get(&node) {
                 write_pair(
+                    &root,
                     &self.store.host_path(&node),
                     &k.private_openssh,
                     &k.public_openssh,
@@ -491,13 +549,14 @@ impl LoadedKeys {
     }
 }
 
-fn write_pair(path: &Path, private_openssh: &str, public_openssh: &str) -> Result<(), KeyError> {
+fn write_pair(
+    root: &Path,
+    path: &Path,
+    private_openssh: &str,
+    public_openssh: &str,
+) -> Result<(), KeyError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
-        action: "creating",
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    create_key_dirs(root, dir)?;
     let mut public = path.as_os_str().to_owned();
     public.push(".pub");
     // Public half first: a private key without its .pub is still complete, the reverse is not.
@@ -584,7 +643,7 @@ mod tests {
     fn a_damaged_key_file_is_an_error_not_a_new_key() {
         let tmp = tempfile::tempdir().unwrap();
         let store = KeyStore::new(tmp.path());
-        std::fs::write(store.operator_path(), "not a key").unwrap();
+        write_atomic(&store.operator_path(), b"not a key", 0o600).unwrap();
         let err = store.load_or_generate("c", ["n1"]).unwrap_err();
         assert!(matches!(err, KeyError::Invalid { .. }), "{err}");
     }
@@ -647,7 +706,7 @@ mod tests {
             .replace('\n', "\r\n");
         assert!(canonical_ed25519_public(&crlf).is_none());
         std::fs::remove_file(&path).unwrap();
-        std::fs::write(&path, &crlf).unwrap();
+        write_atomic(&path, crlf.as_bytes(), 0o600).unwrap();
         let loaded = HostKeyPair::load(&path).unwrap().unwrap();
         assert_eq!(loaded.public_openssh, keys.hosts["n1"].public_openssh);
         // A damaged host key is an error, not a new key.
@@ -656,6 +715,59 @@ mod tests {
             HostKeyPair::load(&path),
             Err(KeyError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn key_directories_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path().join("assets/keys"));
+        store
+            .load_or_generate("c", ["n1"])
+            .unwrap()
+            .persist()
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.dir()), 0o700);
+        assert_eq!(mode(&store.dir().join("hosts")), 0o700);
+        assert_eq!(mode(&store.dir().join("hosts/n1")), 0o700);
+        assert_ne!(mode(&tmp.path().join("assets")), 0o700, "only the keys");
+    }
+
+    /// OpenSSH's rule: a private key its group or others can read or write is refused, with
+    /// the file and the fix named; nothing is generated in its place.
+    #[test]
+    fn private_keys_others_can_access_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(tmp.path());
+        store
+            .load_or_generate("c", ["n1"])
+            .unwrap()
+            .persist()
+            .unwrap();
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        for (path, m, who) in [
+            (store.operator_path(), 0o644, "its group and others"),
+            (store.operator_path(), 0o640, "its group"),
+            (store.host_path("n1"), 0o602, "others"),
+        ] {
+            chmod(&path, m);
+            let err = store.load_or_generate("c", ["n1"]).unwrap_err();
+            assert!(
+                matches!(&err, KeyError::Insecure { path: p, .. } if *p == path),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(who), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+            chmod(&path, 0o600);
+        }
+        // The public halves may be world-readable.
+        store.load_or_generate("c", ["n1"]).unwrap();
     }
 
     #[test]

@@ -164,8 +164,15 @@ fn write_file(path: &Path, nodes: &BTreeMap<Mac, Decision>) -> Result<(), Netboo
     })
 }
 
-/// Replaces `path` with `bytes` atomically: temp file in the same directory, fsync, rename.
+/// Mode of `netboot.json` and the other files apply publishes for the boot server: readable by
+/// it whatever user it runs as, never writable by others (the boot server refuses a
+/// `netboot.json` its group or others can write: it decides which machines are reinstalled).
+pub(crate) const PUBLISHED_MODE: u32 = 0o644;
+
+/// Replaces `path` with `bytes` atomically: temp file in the same directory, created with
+/// exactly [`PUBLISHED_MODE`] whatever the umask, fsync, rename.
 pub(crate) fn replace_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path
@@ -174,7 +181,13 @@ pub(crate) fn replace_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PUBLISHED_MODE)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(PUBLISHED_MODE))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -214,6 +227,27 @@ mod tests {
         w.set_installed(b, "b").unwrap();
         let s = FileNetbootState::load(tmp.path()).unwrap().unwrap();
         assert_eq!(s.netboot(&b), Some(Netboot::Installed));
+    }
+
+    /// The boot server refuses a netboot.json others can write; ours never is, even when an
+    /// older writer left a group-writable one behind.
+    #[test]
+    fn the_file_is_never_writable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(NETBOOT_FILE);
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let a = Mac::parse("52:54:00:00:00:01").unwrap();
+        let w = NetbootWriter::new(
+            tmp.path(),
+            [(a, Decision::installed("a"))].into(),
+            Timestamp::from_unix_millis(0),
+        );
+        w.write().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert!(FileNetbootState::load(tmp.path()).unwrap().is_some());
     }
 
     #[test]

@@ -133,6 +133,12 @@ impl Published {
 }
 
 /// Writes the rendered cluster into `data_dir` (swapped in whole) and returns its manifest.
+///
+/// A boot-server state directory at `<data_dir>/roundhouse` (`serve`'s default `--state-path`)
+/// is carried into the new tree; any other entry the writer did not create (for example a
+/// `--boot-state-dir` placed elsewhere inside the data directory) makes it refuse with
+/// [`WriteError::Foreign`] before anything is written, so a publication never deletes
+/// `netboot.json` or the fetch journal.
 pub fn publish_data(rendered: &RenderedCluster, data_dir: &Path) -> Result<Manifest, PublishError> {
     write_matchbox_dir(rendered, data_dir).map_err(|source| PublishError::Data {
         dir: data_dir.to_path_buf(),

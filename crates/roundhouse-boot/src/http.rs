@@ -70,6 +70,27 @@ struct Shared {
     /// server need not agree. Only machines listed in the netboot state get an entry, so
     /// requests cannot grow it.
     installer_fetches: Mutex<HashMap<Mac, SystemTime>>,
+    /// What is wrong with the data or state on disk, while the server keeps serving what it
+    /// loaded last (`/healthz`, `/metrics`).
+    health: Mutex<Health>,
+}
+
+/// Problems the server is riding out by serving what it loaded last. Both `None`: healthy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Why the latest load of the data directory was rejected (the serving index is older than
+    /// the directory).
+    pub data: Option<String>,
+    /// Why `netboot.json` cannot be used (missing after a good load, invalid, unsafe mode): the
+    /// server keeps the gating it loaded last.
+    pub netboot: Option<String>,
+}
+
+impl Health {
+    /// Whether nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.data.is_none() && self.netboot.is_none()
+    }
 }
 
 /// The server's state, cheap to clone into handlers.
@@ -123,6 +144,7 @@ impl AppStateBuilder {
                 metrics: Metrics::default(),
                 assets: self.assets,
                 installer_fetches: Mutex::default(),
+                health: Mutex::default(),
             }),
         }
     }
@@ -152,6 +174,42 @@ impl AppState {
     /// The serving snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
+    }
+
+    /// What the server is riding out (see [`Health`]).
+    pub fn health(&self) -> Health {
+        self.lock_health().clone()
+    }
+
+    /// Updates the health: `f` changes it.
+    pub fn set_health(&self, f: impl FnOnce(&mut Health)) {
+        f(&mut self.lock_health());
+    }
+
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.shared.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `/healthz`: `200 ok` when healthy; `503` naming each problem when the server is serving
+    /// data or gating older than what is on disk (it keeps serving; operator action needed).
+    fn healthz_outcome(&self) -> Outcome {
+        let health = self.lock_health();
+        if health.is_ok() {
+            return Outcome::text(StatusCode::OK, "ok\n");
+        }
+        let mut body = String::from("degraded\n");
+        if let Some(why) = &health.netboot {
+            body.push_str(&format!("netboot: {why}\n"));
+        }
+        if let Some(why) = &health.data {
+            body.push_str(&format!("data: {why}\n"));
+        }
+        Outcome {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            content_type: TEXT,
+            body: body.into(),
+            note: AccessNote::default(),
+        }
     }
 
     /// The server's counters.
@@ -361,8 +419,9 @@ async fn boot_ipxe() -> Response {
     text_response(StatusCode::OK, render::IPXE_BOOTSTRAP)
 }
 
-async fn healthz() -> Response {
-    text_response(StatusCode::OK, "ok\n")
+async fn healthz(State(state): State<AppState>) -> Response {
+    let o = state.healthz_outcome();
+    response(o.status, o.content_type, o.body)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -379,6 +438,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .map_or(0.0, |d| d.as_secs_f64()),
         gating: state.netboot(&snap).is_some(),
         journal_dropped: state.journal().dropped(),
+        health: state.health(),
     };
     (
         [(
@@ -517,7 +577,7 @@ impl AppState {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match route {
                 Route::Home => Outcome::text(StatusCode::OK, "matchbox\n"),
                 Route::BootIpxe => Outcome::text(StatusCode::OK, render::IPXE_BOOTSTRAP),
-                Route::Healthz => Outcome::text(StatusCode::OK, "ok\n"),
+                Route::Healthz => self.healthz_outcome(),
                 _ => self.serve(route, uri, client),
             }))
             .unwrap_or_else(|panic| {

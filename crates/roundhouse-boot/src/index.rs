@@ -187,6 +187,10 @@ pub struct LoadReport {
     pub files: usize,
     /// Everything that could not be used.
     pub problems: Vec<Problem>,
+    /// Of those: `groups/` or `profiles/` missing, by name (`"groups"`).
+    pub missing_dirs: Vec<String>,
+    /// Of those: files refused because others can modify them ([`insecure_mode`]).
+    pub insecure: Vec<Problem>,
 }
 
 /// Why a data directory could not be loaded at all.
@@ -721,11 +725,21 @@ pub fn clean_join(dir: &str, name: &str) -> Option<String> {
 pub fn load(data: &Path) -> Result<Index, LoadError> {
     let before = dir_identity(data)?;
     let mut b = Builder::default();
-    fn problem(problems: &mut Vec<Problem>) -> impl FnMut(String, String) + '_ {
-        move |path, reason| problems.push(Problem { path, reason })
+    fn problem(report: &mut LoadReport) -> impl FnMut(String, String, Kind) + '_ {
+        move |path, reason, kind| {
+            let p = Problem { path, reason };
+            match kind {
+                Kind::Plain => {}
+                Kind::Missing => report
+                    .missing_dirs
+                    .push(p.path.trim_end_matches('/').to_string()),
+                Kind::Insecure => report.insecure.push(p.clone()),
+            }
+            report.problems.push(p);
+        }
     }
 
-    let found = read_json_dir(data, "groups", &mut problem(&mut b.report.problems));
+    let found = read_json_dir(data, "groups", &mut problem(&mut b.report));
     for (rel, bytes) in found {
         match serde_json::from_slice::<Group>(&bytes) {
             Ok(g) => b.group(rel, g),
@@ -735,7 +749,7 @@ pub fn load(data: &Path) -> Result<Index, LoadError> {
             }),
         }
     }
-    let found = read_json_dir(data, "profiles", &mut problem(&mut b.report.problems));
+    let found = read_json_dir(data, "profiles", &mut problem(&mut b.report));
     for (rel, bytes) in found {
         match serde_json::from_slice::<Profile>(&bytes) {
             Ok(p) => b.profile(rel, p),
@@ -747,13 +761,7 @@ pub fn load(data: &Path) -> Result<Index, LoadError> {
     }
     for dir in ["ignition", "generic"] {
         let mut found = Vec::new();
-        walk(
-            data,
-            dir,
-            0,
-            &mut found,
-            &mut problem(&mut b.report.problems),
-        );
+        walk(data, dir, 0, &mut found, &mut problem(&mut b.report));
         for (rel, bytes) in found {
             b.file(rel, bytes);
         }
@@ -781,14 +789,57 @@ fn dir_identity(data: &Path) -> Result<(u64, u64), LoadError> {
     Ok((meta.dev(), meta.ino()))
 }
 
+/// What kind of problem a reader found.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Plain,
+    /// `groups/` or `profiles/` is missing.
+    Missing,
+    /// Others can modify the file.
+    Insecure,
+}
+
+/// Lists `data/rel`. A missing `groups/` or `profiles/` is a problem (a load that silently
+/// found zero groups would replace the serving index with an empty one); a missing `ignition/`
+/// or `generic/` is not (matchbox data directories often have none). A directory that exists
+/// but cannot be read is always a problem.
+fn list_dir(
+    data: &Path,
+    rel: &str,
+    required: bool,
+    problem: &mut impl FnMut(String, String, Kind),
+) -> Option<std::fs::ReadDir> {
+    match std::fs::read_dir(data.join(rel)) {
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            problem(
+                format!("{rel}/"),
+                "directory is missing (an empty directory is valid; a missing one is damage)"
+                    .into(),
+                Kind::Missing,
+            );
+            None
+        }
+        Err(e) => {
+            problem(
+                format!("{rel}/"),
+                format!("cannot read directory: {e}"),
+                Kind::Plain,
+            );
+            None
+        }
+    }
+}
+
 /// The `*.json` regular files directly in `data/dir`, as `(relative path, bytes)`.
 fn read_json_dir(
     data: &Path,
     dir: &str,
-    problem: &mut impl FnMut(String, String),
+    problem: &mut impl FnMut(String, String, Kind),
 ) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(data.join(dir)) else {
+    let Some(entries) = list_dir(data, dir, true, problem) else {
         return out;
     };
     let mut names: Vec<_> = entries.flatten().collect();
@@ -798,6 +849,7 @@ fn read_json_dir(
             problem(
                 format!("{dir}/{}", entry.file_name().to_string_lossy()),
                 "file name is not UTF-8".into(),
+                Kind::Plain,
             );
             continue;
         };
@@ -817,9 +869,10 @@ fn walk(
     rel: &str,
     depth: usize,
     out: &mut Vec<(String, Vec<u8>)>,
-    problem: &mut impl FnMut(String, String),
+    problem: &mut impl FnMut(String, String, Kind),
 ) {
-    let Ok(entries) = std::fs::read_dir(data.join(rel)) else {
+    // The top directories are optional; a subdirectory listed a moment ago must be readable.
+    let Some(entries) = list_dir(data, rel, false, problem) else {
         return;
     };
     for entry in entries.flatten() {
@@ -827,6 +880,7 @@ fn walk(
             problem(
                 format!("{rel}/{}", entry.file_name().to_string_lossy()),
                 "file name is not UTF-8".into(),
+                Kind::Plain,
             );
             continue;
         };
@@ -847,29 +901,73 @@ fn walk(
     }
 }
 
+/// Whether a world-readable config under `ignition/` was already reported (once per process:
+/// matchbox data directories written by other tools commonly have 0644 configs).
+static WARNED_READABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Why a file may not be served because others can modify it: anyone who can write a config
+/// decides what a machine installs. Files under `ignition/` (they hold secrets, and are what
+/// machines run as root) must not be writable by group or others; everything else must not be
+/// writable by others. World-readable configs are served, with one warning.
+pub fn insecure_mode(path: &Path, rel: &str, mode: u32) -> Option<String> {
+    let secret = rel.starts_with("ignition/");
+    let forbidden = if secret { 0o022 } else { 0o002 };
+    if mode & forbidden != 0 {
+        let who = if mode & 0o002 != 0 {
+            "others"
+        } else {
+            "its group"
+        };
+        let fix = if secret { "go-w" } else { "o-w" };
+        return Some(format!(
+            "writable by {who} (mode {:04o}): refusing to serve it; run chmod {fix} {}",
+            mode & 0o7777,
+            path.display()
+        ));
+    }
+    if secret
+        && mode & 0o004 != 0
+        && !WARNED_READABLE.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = %format!("{:04o}", mode & 0o7777),
+            "Ignition config is readable by every local user (configs may hold secrets; roundhouse render writes them 0600); served anyway. Reported once."
+        );
+    }
+    None
+}
+
 fn read_bounded(
     path: &Path,
     rel: &str,
-    problem: &mut impl FnMut(String, String),
+    problem: &mut impl FnMut(String, String, Kind),
 ) -> Option<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(path) {
         Ok(m) if m.len() > MAX_FILE_BYTES => {
             problem(
                 rel.to_string(),
                 format!("larger than {MAX_FILE_BYTES} bytes"),
+                Kind::Plain,
             );
             return None;
         }
         Err(e) => {
-            problem(rel.to_string(), e.to_string());
+            problem(rel.to_string(), e.to_string(), Kind::Plain);
             return None;
         }
-        Ok(_) => {}
+        Ok(m) => {
+            if let Some(reason) = insecure_mode(path, rel, m.permissions().mode()) {
+                problem(rel.to_string(), reason, Kind::Insecure);
+                return None;
+            }
+        }
     }
     match std::fs::read(path) {
         Ok(b) => Some(b),
         Err(e) => {
-            problem(rel.to_string(), e.to_string());
+            problem(rel.to_string(), e.to_string(), Kind::Plain);
             None
         }
     }

@@ -27,7 +27,7 @@ pub mod render;
 pub mod server;
 pub mod state;
 
-pub use http::{AppState, Snapshot, app};
+pub use http::{AppState, Health, Snapshot, app};
 pub use index::Index;
 pub use labels::Labels;
 pub use server::{ServeConfig, Server, ServerError};

@@ -179,6 +179,8 @@ pub struct Gauges {
     pub gating: bool,
     /// Journal records dropped.
     pub journal_dropped: u64,
+    /// What the server is riding out.
+    pub health: crate::http::Health,
 }
 
 impl Metrics {
@@ -363,6 +365,20 @@ impl Metrics {
             "1 when roundhouse netboot state is present and gating is active.",
             "gauge",
             u8::from(gauges.gating).to_string(),
+        );
+        gauge(
+            &mut out,
+            "roundhouse_boot_data_ok",
+            "0 when the latest load of the data directory was rejected and an older index is serving.",
+            "gauge",
+            u8::from(gauges.health.data.is_none()).to_string(),
+        );
+        gauge(
+            &mut out,
+            "roundhouse_boot_netboot_state_ok",
+            "0 when netboot.json disappeared or cannot be used and the last good gating is kept.",
+            "gauge",
+            u8::from(gauges.health.netboot.is_none()).to_string(),
         );
         gauge(
             &mut out,

@@ -74,6 +74,42 @@ pub enum ServerError {
     /// The netboot state file exists but cannot be used; gating would silently be off.
     #[error("{0} (fix or remove it: without it installed machines would be reinstalled)")]
     State(#[from] crate::state::StateError),
+    /// `groups/` or `profiles/` is missing from a data directory that has other content.
+    #[error(
+        "data directory {} has no {} directory: a damaged or half-copied data directory would serve no machine (create an empty one if that is what you mean)",
+        data.display(),
+        dirs.iter().map(|d| format!("{d}/")).collect::<Vec<_>>().join(" or ")
+    )]
+    MissingDir {
+        /// The data directory.
+        data: PathBuf,
+        /// `groups`, `profiles`.
+        dirs: Vec<String>,
+    },
+    /// Files that others can modify (they decide what machines install).
+    #[error("refusing to serve files others can modify: {}", list_problems(.0))]
+    Insecure(Vec<Problem>),
+    /// `netboot.json` was loaded before and is gone now (reloads only: the last good gating
+    /// stays in service).
+    #[error(
+        "{} disappeared after it was loaded; keeping the gating loaded last (installed machines keep booting from disk). Restore it (roundhouse apply rewrites it); to turn gating off on purpose, write {{\"format\":\"{}\",\"nodes\":{{}}}} into it",
+        .0.display(),
+        crate::state::NETBOOT_FORMAT
+    )]
+    NetbootGone(PathBuf),
+    /// At start: no `netboot.json`, but the fetch journal shows gating was on.
+    #[error(
+        "{} is missing, but the fetch journal in {} shows machines told to boot from their disk: gating was on, and serving without it would reinstall installed machines. Restore it (roundhouse apply rewrites it), or, to turn gating off on purpose, write {{\"format\":\"{}\",\"nodes\":{{}}}} into it",
+        netboot.display(),
+        journal.display(),
+        crate::state::NETBOOT_FORMAT
+    )]
+    NetbootMissing {
+        /// The missing file.
+        netboot: PathBuf,
+        /// The state directory whose journal shows local-boot answers.
+        journal: PathBuf,
+    },
     /// The state directory could not be opened for the fetch journal.
     #[error("opening fetch journal in {path}: {source}")]
     Journal {
@@ -93,6 +129,28 @@ pub enum ServerError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+fn list_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether anything was ever published into `data` (a fresh, empty data directory, as a lab
+/// creates before the first `apply`, may lack `groups/` and `profiles/`).
+fn published(data: &Path) -> bool {
+    [
+        "groups",
+        "profiles",
+        "ignition",
+        "generic",
+        "render-manifest.json",
+    ]
+    .iter()
+    .any(|e| std::fs::symlink_metadata(data.join(e)).is_ok())
 }
 
 /// A loaded, bound, not yet running boot server.
@@ -132,6 +190,19 @@ impl Server {
         let snapshot = match &config.data_path {
             Some(data) => {
                 let snap = load_snapshot(data, config.state_dir().as_deref())?;
+                let r = snap.index.report();
+                if !r.missing_dirs.is_empty() {
+                    if published(data) {
+                        return Err(ServerError::MissingDir {
+                            data: data.clone(),
+                            dirs: r.missing_dirs.clone(),
+                        });
+                    }
+                    tracing::warn!(data = %data.display(), "empty data directory: serving no machine until something is published");
+                }
+                if !r.insecure.is_empty() {
+                    return Err(ServerError::Insecure(r.insecure.clone()));
+                }
                 for p in &snap.index.report().problems {
                     tracing::warn!(path = %p.path, reason = %p.reason, "skipping unusable file");
                 }
@@ -149,6 +220,18 @@ impl Server {
             None => Snapshot::new(Index::empty()),
         };
         let journal = open_journal(&config)?;
+        if snapshot.netboot.is_none()
+            && let Some(dir) = config.state_dir()
+            && journal
+                .recent(&crate::state::JournalQuery::default())
+                .iter()
+                .any(|r| r.local_boot)
+        {
+            return Err(ServerError::NetbootMissing {
+                netboot: dir.join(NETBOOT_FILE),
+                journal: dir,
+            });
+        }
         let mut builder = AppState::builder(snapshot).journal(journal);
         if let Some(assets) = &config.assets_path {
             builder = builder.assets(assets);
@@ -613,7 +696,19 @@ async fn reload_loop(
                     &current.index.report().problems,
                     &snap.index.report().problems,
                 );
-                if fresh.is_empty() {
+                if snap.netboot.is_none() && current.netboot.is_some() {
+                    // Fail closed: gating lost now would hand the installer to installed
+                    // machines. Keep everything loaded last until netboot.json is back.
+                    let gone = ServerError::NetbootGone(
+                        state_dir
+                            .as_deref()
+                            .map_or_else(|| NETBOOT_FILE.into(), |d| d.join(NETBOOT_FILE)),
+                    );
+                    tracing::error!(error = %gone, "not reloading; still serving the previous data and gating");
+                    state.set_health(|h| h.netboot = Some(gone.to_string()));
+                    metrics.loads_failed.fetch_add(1, Ordering::Relaxed);
+                    seen = settled;
+                } else if fresh.is_empty() {
                     let r = snap.index.report();
                     tracing::info!(
                         groups = r.groups,
@@ -623,22 +718,33 @@ async fn reload_loop(
                         "reloaded data directory"
                     );
                     state.swap(snap);
+                    state.set_health(|h| *h = crate::http::Health::default());
                     metrics.loads_ok.fetch_add(1, Ordering::Relaxed);
+                    seen = settled;
                 } else {
-                    for p in fresh {
-                        tracing::warn!(path = %p.path, reason = %p.reason, "not reloading: unusable file; still serving the previous data");
+                    for p in &fresh {
+                        tracing::error!(path = %p.path, reason = %p.reason, "not reloading: unusable file; still serving the previous data");
                     }
+                    let why = format!(
+                        "latest load rejected, serving older data: {}",
+                        list_problems(&fresh.into_iter().cloned().collect::<Vec<_>>())
+                    );
+                    state.set_health(|h| h.data = Some(why));
                     metrics.loads_failed.fetch_add(1, Ordering::Relaxed);
+                    seen = settled;
                 }
-                seen = settled;
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "not reloading; still serving the previous data");
                 metrics.loads_failed.fetch_add(1, Ordering::Relaxed);
                 // A directory mid-swap or missing is retried on the next tick; a broken
                 // state file waits for the next change.
                 if matches!(e, ServerError::State(_)) {
+                    tracing::error!(error = %e, "not reloading; still serving the previous data and gating");
+                    state.set_health(|h| h.netboot = Some(e.to_string()));
                     seen = settled;
+                } else {
+                    tracing::warn!(error = %e, "not reloading; still serving the previous data");
+                    state.set_health(|h| h.data = Some(e.to_string()));
                 }
             }
             Err(e) => {

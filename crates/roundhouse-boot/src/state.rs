@@ -129,6 +129,16 @@ pub enum StateError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Others can modify the file: it decides which machines are reinstalled.
+    #[error(
+        "{path} is writable by group or others (mode {mode:04o}): it decides which machines are reinstalled; run chmod go-w {path}"
+    )]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The file is not a valid netboot state document.
     #[error("parsing {path}: {reason}")]
     Parse {
@@ -149,12 +159,25 @@ pub struct FileNetbootState {
 impl FileNetbootState {
     /// Reads `dir/netboot.json`. `Ok(None)` when the file does not exist: gating is off.
     pub fn load(dir: &Path) -> Result<Option<FileNetbootState>, StateError> {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
         let path = dir.join(NETBOOT_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path, source }),
         };
+        let mode = match file.metadata() {
+            Ok(m) => m.permissions().mode() & 0o7777,
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        if mode & 0o022 != 0 {
+            return Err(StateError::Insecure { path, mode });
+        }
+        let mut bytes = Vec::new();
+        if let Err(source) = file.read_to_end(&mut bytes) {
+            return Err(StateError::Read { path, source });
+        }
         Self::parse(&bytes)
             .map(Some)
             .map_err(|reason| StateError::Parse { path, reason })
@@ -456,6 +479,12 @@ impl FetchJournal for MemoryJournal {
     }
 }
 
+/// Mode of a state directory the server creates (the umask can only narrow it).
+const STATE_DIR_MODE: u32 = 0o755;
+/// Mode of the journal files: they hold client addresses, readable by the owner's group (an
+/// operator reading `roundhouse status`), never by everyone, never writable by others.
+const JOURNAL_MODE: u32 = 0o640;
+
 /// Records waiting for the writer thread, at most this many; more are dropped and counted.
 /// About 1.8 MB when full: enough for a third of a second at 50,000 requests per second,
 /// should the writer not get a core for that long (it happened on a loaded 2-core machine
@@ -495,9 +524,14 @@ impl std::fmt::Debug for FileJournal {
 }
 
 impl FileJournal {
-    /// Opens (creating `dir` if needed) and replays the newest `capacity` records of the file.
+    /// Opens (creating `dir` if needed, mode 0755) and replays the newest `capacity` records of
+    /// the file. The file is created 0640 whatever the umask: it records client addresses.
     pub fn open(dir: &Path, capacity: usize, max_bytes: u64) -> std::io::Result<FileJournal> {
-        std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(STATE_DIR_MODE)
+            .create(dir)?;
         let path = dir.join(JOURNAL_FILE);
         let mut ring = Ring::new(capacity);
         // Only the tail can hold the newest `capacity` records (a record is well under 1 KiB),
@@ -555,6 +589,7 @@ fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 }
 
 fn journal_writer(path: PathBuf, max_bytes: u64, shared: &FileShared) {
+    use std::os::unix::fs::OpenOptionsExt;
     let rotated = path.with_extension("jsonl.1");
     let mut buf = Vec::new();
     loop {
@@ -586,6 +621,7 @@ fn journal_writer(path: PathBuf, max_bytes: u64, shared: &FileShared) {
         let result = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(JOURNAL_MODE)
             .open(&path)
             .and_then(|mut f| f.write_all(&buf));
         if let Err(e) = result {

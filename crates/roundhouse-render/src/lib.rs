@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 
 pub use digest::{Digest, canonical_json};
 pub use installer::{linux_append, linux_console};
-pub use output::{MANIFEST_FILE, Manifest, ManifestNode, WriteError, write_matchbox_dir};
+pub use output::{
+    MANIFEST_FILE, Manifest, ManifestNode, STATE_DIR, WriteError, write_matchbox_dir,
+};
 
 /// Rendering settings.
 #[derive(Debug, Clone, Default)]
