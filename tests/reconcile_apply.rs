@@ -99,6 +99,10 @@ if [ "\$1" = reboot ]; then
 fi
 EOF
 chmod 755 "$R/usr/local/bin/sudo" "$R/usr/local/bin/systemctl"
+# A blank machine runs no OS: nothing answers SSH on its address until the power action has
+# started its installation (a machine answering with its managed host key before roundhouse
+# installed it cannot exist, and is evidence of an earlier installation to `plan`).
+while [ ! -e "$W.powered" ]; do sleep 0.05; done
 exec chroot "$R" /usr/sbin/sshd -D -e -f "$CONFIG"
 "#;
 
@@ -108,6 +112,7 @@ exec chroot "$R" /usr/sbin/sshd -D -e -f "$CONFIG"
 const POWER_SH: &str = r#"#!/bin/sh
 lab="$asset_dir/.."
 echo "mac=$mac name=$name domain=$domain asset_dir=$asset_dir" >> "$lab/power.log"
+touch "$lab/nodes/$name.powered"
 mode=$(cat "$lab/nodes/$name.mode" 2>/dev/null || echo ok)
 [ "$mode" = nofetch ] && exit 0
 boot=$(cat "$lab/boot-url")
@@ -287,9 +292,30 @@ impl Lab {
         )
         .unwrap();
         let (addr, port) = (n.addr.clone(), n.port);
+        let powered = root.join("nodes").join(format!("{}.powered", n.name));
         self.nodes[i].child = Some(child);
+        if !powered.exists() {
+            // Never powered on: its SSH comes up with the first power action (node.sh).
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect((addr.as_str(), port)).is_err() {
+            assert!(Instant::now() < deadline, "fake node sshd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Powers node `name` on outside roundhouse (a machine another tool installed), and waits
+    /// until its SSH answers.
+    fn power_on(&self, name: &str) {
+        let n = self.nodes.iter().find(|n| n.name == name).unwrap();
+        std::fs::write(
+            self.root().join("nodes").join(format!("{name}.powered")),
+            "",
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((n.addr.as_str(), n.port)).is_err() {
             assert!(Instant::now() < deadline, "fake node sshd did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -729,6 +755,9 @@ fn lokomotive_nodes_are_adopted_and_pinned_before_reprovisioning() {
         .status()
         .expect("running ssh-keygen (Debian package openssh-client)");
     assert!(status.success());
+    // Lokomotive installed both: they are running.
+    lab.power_on("c1");
+    lab.power_on("w1");
     lab.stop_node("w1");
     lab.start_node_with_host_key(1, &old_key);
 
