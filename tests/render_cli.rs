@@ -266,3 +266,38 @@ fn snippet_warnings_and_strict() {
     assert!(stderr.contains("unknown-key.bu:6:7"), "{stderr}");
     assert!(!strict_out.exists());
 }
+
+/// A `local:` file in an inline snippet is read relative to the cluster file's directory,
+/// whether the cluster file is named `cluster.hcl` (no directory part) or `./cluster.hcl`.
+#[test]
+fn local_files_resolve_against_the_cluster_file_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/local-files");
+    let want = format!("data:,{}", "hello%20from%20a%20local%20file%0A");
+    for spelling in ["cluster.hcl", "./cluster.hcl"] {
+        let keys = tempfile::tempdir().unwrap();
+        let result = Command::new(env!("CARGO_BIN_EXE_roundhouse"))
+            .args([
+                "render",
+                spelling,
+                "--node",
+                "w1",
+                "--keys-dir",
+                keys.path().to_str().unwrap(),
+            ])
+            .current_dir(&dir)
+            .output()
+            .expect("running roundhouse");
+        assert!(
+            result.status.success(),
+            "{spelling}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let files = config["storage"]["files"].as_array().unwrap();
+        let motd = files
+            .iter()
+            .find(|f| f["path"] == "/etc/motd")
+            .unwrap_or_else(|| panic!("{spelling}: no /etc/motd in {files:?}"));
+        assert_eq!(motd["contents"]["source"], want.as_str(), "{spelling}");
+    }
+}

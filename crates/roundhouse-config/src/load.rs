@@ -75,6 +75,26 @@ pub(crate) fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnos
         )
         .with_help("remove one of them");
     }
+    // `hcl-edit` cannot hold a number beyond f64 and calls it a syntax error somewhere on its
+    // line; the number is the problem.
+    let line_start = src.text[..offset.min(src.text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line_end = src.text[line_start..]
+        .find('\n')
+        .map_or(src.text.len(), |i| line_start + i);
+    if let Some(at) = overflowing_number(&src.text[line_start..line_end]) {
+        let at = (line_start + at.start)..(line_start + at.end);
+        let shown = crate::eval::shorten(&src.text[at.clone()]);
+        return Diagnostic::error_at(
+            &src.path,
+            &src.text,
+            at.start,
+            at.len(),
+            format!("number {shown} is out of range"),
+        )
+        .with_help(crate::eval::NUMBER_RANGE_HELP);
+    }
     let len = rest.chars().next().map_or(1, char::len_utf8);
     let mut d = Diagnostic::error_at(
         &src.path,
@@ -91,6 +111,67 @@ pub(crate) fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnos
         .unwrap_or("");
     d.help = syntax_hint(e.message(), &d.source_line, previous_line, d.line, rest);
     d
+}
+
+/// The byte range of the first number literal on `line` (outside quotes and comments) that is
+/// too large for a 64-bit float.
+fn overflowing_number(line: &str) -> Option<Range<usize>> {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'#' => return None,
+            b'/' if bytes.get(i + 1) == Some(&b'/') => return None,
+            b'0'..=b'9'
+                if i == 0
+                    || !(bytes[i - 1].is_ascii_alphanumeric()
+                        || bytes[i - 1] == b'_'
+                        || bytes[i - 1] == b'.') =>
+            {
+                let start = i;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if matches!(bytes.get(i), Some(b'e' | b'E')) {
+                    let mut j = i + 1;
+                    if matches!(bytes.get(j), Some(b'+' | b'-')) {
+                        j += 1;
+                    }
+                    if bytes.get(j).is_some_and(u8::is_ascii_digit) {
+                        i = j;
+                        while i < bytes.len() && bytes[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                    }
+                }
+                if line[start..i].parse::<f64>().is_ok_and(f64::is_infinite) {
+                    return Some(start..i);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn odd_quotes(line: &str) -> bool {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hcl::edit::structure::{Attribute, Block, Body};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::eval::{Kind, Scope, Sink, Source, Value, eval, span_of};
+use crate::eval::{Kind, Scope, Sink, Source, Value, eval, shorten, span_of};
 use crate::model::*;
 
 pub(crate) const DEFAULT_INSTALL_DISK: &str = "/dev/sda";
@@ -305,6 +305,22 @@ impl Reader<'_, '_> {
         };
         match n {
             Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Some(n as u64),
+            Some(n) if n.fract() == 0.0 || !n.is_finite() => {
+                // Show the number as written: 99999999999999999999 is not 1e20 to its author.
+                let written = self.src().slice(&v.span).trim();
+                let shown = if matches!(v.kind, Kind::Number(_))
+                    && written.trim_start_matches('-').parse::<f64>().is_ok()
+                {
+                    shorten(written)
+                } else {
+                    v.kind.describe()
+                };
+                self.error(
+                    &v.span,
+                    format!("`{name}` is out of range: {shown} is not between {min} and {max}"),
+                );
+                None
+            }
             Some(_) => {
                 self.error(
                     &v.span,

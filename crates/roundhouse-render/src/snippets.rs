@@ -1,7 +1,7 @@
 //! Butane snippets: translation (with diagnostics mapped back onto the user's files) and merging
 //! into a node's config by Ignition's merge rules.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use roundhouse_config::{Cluster, Diagnostic, Diagnostics, Severity, Snippet, SnippetOrigin};
 use serde_json::Value;
@@ -73,11 +73,13 @@ fn translate(
     cluster: &Cluster,
     options: &RenderOptions,
 ) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let base_dir = cluster
-        .source
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // `local:` files are relative to the cluster file's directory. A cluster file named
+    // without a directory (`cluster.hcl`) has an empty parent, which Butane reads as "no files
+    // directory": use `.` so `cluster.hcl` and `./cluster.hcl` behave the same.
+    let base_dir = match cluster.source.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let butane_options = butane::Options {
         files_dir: Some(base_dir),
         strict: options.strict,
@@ -101,18 +103,23 @@ fn translate(
 fn error_diagnostics(snippet: &Snippet, error: &butane::Error) -> Vec<Diagnostic> {
     if let butane::Error::Syntax {
         message,
-        line,
+        problem_line,
         column,
+        ..
     } = error
     {
+        // The line go-yaml would print is often the enclosing collection's (and 0-based):
+        // point at the problem itself.
         let entry = butane::Entry {
             kind: butane::Kind::Error,
             message: format!("invalid YAML: {message}"),
             path: String::new(),
-            line: Some(*line),
-            column: Some(*column),
+            line: Some((*problem_line).max(1)),
+            column: Some((*column).max(1)),
         };
-        return vec![to_diagnostic(snippet, &entry)];
+        let mut d = to_diagnostic(snippet, &entry);
+        d.help = yaml_hint(message).map(String::from);
+        return vec![d];
     }
     let mut out: Vec<Diagnostic> = error
         .report()
@@ -135,6 +142,21 @@ fn error_diagnostics(snippet: &Snippet, error: &butane::Error) -> Vec<Diagnostic
         out.insert(0, to_diagnostic(snippet, &entry));
     }
     out
+}
+
+/// A hint for the YAML mistakes people make most.
+fn yaml_hint(message: &str) -> Option<&'static str> {
+    if message.contains("tab") || message == "found character that cannot start any token" {
+        Some("YAML is indented with spaces; tabs are not allowed")
+    } else if message.starts_with("did not find expected '-' indicator")
+        || message.starts_with("did not find expected key")
+    {
+        Some("check this line's indentation: the keys of one mapping start in the same column")
+    } else if message == "found unexpected end of stream" {
+        Some("is a closing quote or bracket missing?")
+    } else {
+        None
+    }
 }
 
 fn origin_file(snippet: &Snippet) -> PathBuf {
