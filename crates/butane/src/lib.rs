@@ -73,6 +73,23 @@ pub struct Translation {
     pub config: Value,
     /// Warnings (empty when the input is clean).
     pub report: Report,
+    /// The YAML tree and where generated output came from, for [`Translation::locate`].
+    root: Option<yaml::Node>,
+    translations: Translations,
+}
+
+impl Translation {
+    /// Where the output at `ignition_path` came from in the Butane document: `ignition_path`
+    /// is a JSON path of the Ignition config in steps separated by dots (`storage.files.2.path`,
+    /// camelCase keys, list indices as numbers). Returns the YAML path (`$.storage.files.2.path`)
+    /// and the 1-based line and column of the deepest YAML node on it, as diagnostics of
+    /// [`translate`] are placed.
+    pub fn locate(&self, ignition_path: &str) -> (String, Option<(usize, usize)>) {
+        let steps: Vec<&str> = ignition_path.split('.').filter(|s| !s.is_empty()).collect();
+        let yaml_path = self.translations.to_yaml(&Path::from_steps(&steps));
+        let pos = locate(self.root.as_ref(), &yaml_path).map(|p| (p.line, p.column));
+        (yaml_path.to_string(), pos)
+    }
 }
 
 /// Why a translation failed. The `Display` text is what the `butane` CLI prints after
@@ -442,7 +459,13 @@ pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
     if options.strict && !report.is_empty() {
         return Err(Error::Strict(report));
     }
-    Ok(Translation { config, report })
+    let root = root.cloned();
+    Ok(Translation {
+        config,
+        report,
+        root,
+        translations,
+    })
 }
 
 #[cfg(test)]

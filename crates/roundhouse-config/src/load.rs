@@ -450,6 +450,12 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
         .choice(&f, "on_worker_change", &policies)
         .unwrap_or(ChangePolicy::Reprovision);
     let netboot_gating = r.bool(&f, "netboot_gating").unwrap_or(true);
+    let allow_snippet_overrides = optional(
+        &f,
+        "allow_snippet_overrides",
+        |r| r.snippet_overrides(&f, "allow_snippet_overrides"),
+        r,
+    );
 
     let mut power = Ok(None);
     for (i, b) in blocks.iter().enumerate() {
@@ -496,6 +502,7 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
                 workers,
             },
             netboot_gating,
+            allow_snippet_overrides: allow_snippet_overrides?.unwrap_or_default(),
             nodes: Vec::new(),
             hooks: Vec::new(),
         })
@@ -614,6 +621,12 @@ fn read_node(
     );
     let install_target = r.install_target(&f);
     let kernel_args = optional(&f, "kernel_args", |r| r.kernel_words(&f, "kernel_args"), r);
+    let allow_snippet_overrides = optional(
+        &f,
+        "allow_snippet_overrides",
+        |r| r.snippet_overrides(&f, "allow_snippet_overrides"),
+        r,
+    );
 
     let mut node_power = None;
     for (i, b) in blocks.iter().enumerate() {
@@ -654,6 +667,7 @@ fn read_node(
             install_target: install_target?,
             kernel_args: kernel_args?,
             power: power?,
+            allow_snippet_overrides: allow_snippet_overrides?,
         })
     })();
     Some(ReadNode {

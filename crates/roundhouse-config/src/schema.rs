@@ -38,6 +38,7 @@ pub(crate) const CLUSTER_ATTRS: &[&str] = &[
     "on_controller_change",
     "on_worker_change",
     "netboot_gating",
+    "allow_snippet_overrides",
 ];
 
 pub(crate) const NODE_ATTRS: &[&str] = &[
@@ -50,6 +51,7 @@ pub(crate) const NODE_ATTRS: &[&str] = &[
     "install_disk",
     "install_to_smallest_disk",
     "kernel_args",
+    "allow_snippet_overrides",
 ];
 
 pub(crate) const POWER_BLOCK: &[&str] = &["power"];
@@ -419,6 +421,40 @@ impl Reader<'_, '_> {
             }
             out.push(Snippet { text, origin });
         }
+        ok.then_some(out)
+    }
+
+    /// `allow_snippet_overrides`: a list of item names, sorted and without duplicates.
+    pub fn snippet_overrides(
+        &mut self,
+        f: &Fields<'_>,
+        name: &str,
+    ) -> Option<Vec<SnippetOverride>> {
+        let items = self.strings(f, name)?;
+        let names: Vec<&str> = SnippetOverride::ALL.iter().map(|o| o.as_str()).collect();
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (s, span, _) in &items {
+            match SnippetOverride::ALL.iter().find(|o| o.as_str() == s) {
+                Some(o) => out.push(*o),
+                None => {
+                    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+                    let help = did_you_mean(&s.to_lowercase().replace('_', "-"), &names)
+                        .map(|c| format!("did you mean \"{c}\"?"));
+                    let d = self.error(
+                        span,
+                        format!(
+                            "unknown item {s:?} in `{name}`: expected any of {}",
+                            quoted.join(", ")
+                        ),
+                    );
+                    d.help = help;
+                    ok = false;
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
         ok.then_some(out)
     }
 
