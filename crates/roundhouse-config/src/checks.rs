@@ -27,9 +27,11 @@ pub(crate) fn check_http_url(
             None
         }
         (Some(_), Some(c)) => {
+            let at = s.find(c).unwrap_or(0);
+            let narrow = within_literal(r, span, s, &(at..at + c.len_utf8()));
             r.error(
-                span,
-                format!("`{name}` contains {c:?}, which is not allowed in a URL"),
+                &narrow,
+                format!("`{name}` contains {c:?}, which is not allowed in a URL: {s:?}"),
             );
             None
         }

@@ -95,6 +95,9 @@ pub(crate) fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnos
         )
         .with_help(crate::eval::NUMBER_RANGE_HELP);
     }
+    if let Some(d) = heredoc_parse_error(src, e, offset, line_start) {
+        return d;
+    }
     let len = rest.chars().next().map_or(1, char::len_utf8);
     let mut d = Diagnostic::error_at(
         &src.path,
@@ -111,6 +114,75 @@ pub(crate) fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnos
         .unwrap_or("");
     d.help = syntax_hint(e.message(), &d.source_line, previous_line, d.line, rest);
     d
+}
+
+/// Heredoc mistakes `hcl-edit` reports as generic syntax errors: text after the closing
+/// marker (`EOT }`), and a heredoc that never finds its marker (reported at the `<<EOT`).
+fn heredoc_parse_error(
+    src: &Source,
+    e: &hcl::edit::parser::Error,
+    offset: usize,
+    line_start: usize,
+) -> Option<Diagnostic> {
+    let text = &src.text;
+    let offset = offset.min(text.len());
+    if e.message().contains("heredoc end delimiter") {
+        // The last `<<MARKER` before the error is the heredoc that is not closed.
+        let open = text[..offset].rfind("<<")?;
+        let after = text[open + 2..].trim_start_matches('-');
+        let marker: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if marker.is_empty() {
+            return None;
+        }
+        let len = text[open..]
+            .find(marker.as_str())
+            .map_or(2, |i| i + marker.len());
+        return Some(
+            Diagnostic::error_at(
+                &src.path,
+                text,
+                open,
+                len,
+                format!("heredoc `{}` is never closed: no line holds only `{marker}`", &text[open..open + len]),
+            )
+            .with_help(format!(
+                "end it with a line holding only `{marker}` (optionally indented; the case must match)"
+            )),
+        );
+    }
+    // `    EOT }`: the text before the error on its line is a heredoc's marker.
+    let before = text[line_start..offset].trim();
+    if before.is_empty()
+        || !before
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        || !(text[..line_start].contains(&format!("<<{before}"))
+            || text[..line_start].contains(&format!("<<-{before}")))
+    {
+        return None;
+    }
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let trailing = text[offset..line_end].trim_end();
+    let trailing_start = offset + (trailing.len() - trailing.trim_start().len());
+    let trailing = trailing.trim_start();
+    if trailing.is_empty() {
+        return None;
+    }
+    Some(
+        Diagnostic::error_at(
+            &src.path,
+            text,
+            trailing_start,
+            trailing.len(),
+            format!(
+                "`{trailing}` after the heredoc's closing `{before}`: the marker must be alone on its line"
+            ),
+        )
+        .with_help(format!("move `{trailing}` to the next line, below `{before}`")),
+    )
 }
 
 /// The byte range of the first number literal on `line` (outside quotes and comments) that is
@@ -190,8 +262,28 @@ fn syntax_hint(
     line_no: usize,
     rest: &str,
 ) -> Option<String> {
+    let first_word = line.split_whitespace().next().unwrap_or("");
+    let rest_line = rest.split('\n').next().unwrap_or("").trim_end_matches('\r');
+    let before = line
+        .get(..line.len().saturating_sub(rest_line.len()))
+        .unwrap_or("");
     Some(if message.contains("heredoc end delimiter") {
         "a heredoc ends with a line holding only its delimiter, e.g. `EOT`".into()
+    } else if rest.starts_with(['\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}']) {
+        "this is a typographic quote (as word processors write them): use a plain `\"`".into()
+    } else if rest.starts_with("/*") {
+        "a `/*` comment must be closed with `*/`".into()
+    } else if rest.starts_with('"') && rest_line.contains("\":") {
+        "this looks like JSON: attributes are written `name = value`, without quotes around the name or commas".into()
+    } else if rest.starts_with(':') && !before.contains('=') {
+        "attributes are written `name = value`, not `name: value`".into()
+    } else if message.ends_with("expected `{`")
+        && ["node", "cluster", "hook", "variable", "power", "upload"].contains(&first_word)
+    {
+        format!(
+            "a block's settings go in braces: `{} {{ ... }}`",
+            line.trim()
+        )
     } else if odd_quotes(line) {
         "is a closing `\"` missing on this line?".into()
     } else if odd_quotes(previous_line) {
