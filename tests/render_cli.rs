@@ -195,7 +195,7 @@ fn malformed_cluster_files_write_nothing() {
     for sub in ["tests/bad-cluster", "tests/bad-snippet"] {
         checked += check_malformed_dir(sub);
     }
-    assert!(checked >= 25, "only {checked} malformed cluster files");
+    assert!(checked >= 120, "only {checked} malformed cluster files");
 }
 
 fn check_malformed_dir(sub: &str) -> usize {
@@ -271,4 +271,99 @@ fn snippet_warnings_and_strict() {
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert!(stderr.contains("unknown-key.bu:6:7"), "{stderr}");
     assert!(!strict_out.exists());
+}
+
+/// A `local:` file in an inline snippet is read relative to the cluster file's directory,
+/// whether the cluster file is named `cluster.hcl` (no directory part) or `./cluster.hcl`.
+#[test]
+fn local_files_resolve_against_the_cluster_file_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/local-files");
+    let want = format!("data:,{}", "hello%20from%20a%20local%20file%0A");
+    for spelling in ["cluster.hcl", "./cluster.hcl"] {
+        let keys = tempfile::tempdir().unwrap();
+        let result = Command::new(env!("CARGO_BIN_EXE_roundhouse"))
+            .args([
+                "render",
+                spelling,
+                "--node",
+                "w1",
+                "--keys-dir",
+                keys.path().to_str().unwrap(),
+            ])
+            .current_dir(&dir)
+            .output()
+            .expect("running roundhouse");
+        assert!(
+            result.status.success(),
+            "{spelling}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let files = config["storage"]["files"].as_array().unwrap();
+        let motd = files
+            .iter()
+            .find(|f| f["path"] == "/etc/motd")
+            .unwrap_or_else(|| panic!("{spelling}: no /etc/motd in {files:?}"));
+        assert_eq!(motd["contents"]["source"], want.as_str(), "{spelling}");
+    }
+}
+
+/// With `allow_snippet_overrides`, a snippet may change protected parts of the base config:
+/// rendering succeeds and the snippet's values are in the final config.
+#[test]
+fn allowed_snippet_overrides_render() {
+    let file = "tests/snippet-overrides/allowed.hcl";
+    for (node, wipe) in [("w1", true), ("w2", false)] {
+        let result = roundhouse(&["render", file, "--node", node]);
+        assert!(
+            result.status.success(),
+            "{node}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let root = &config["storage"]["filesystems"][0];
+        assert_eq!(root["device"], "/dev/disk/by-label/ROOT", "{node}");
+        assert_eq!(root["wipeFilesystem"], wipe, "{node}");
+        let files = config["storage"]["files"].as_array().unwrap();
+        let flag: Vec<_> = files
+            .iter()
+            .filter(|f| f["path"] == "/ignition_ran")
+            .collect();
+        assert_eq!(flag.len(), 1, "{node}: {files:?}");
+        assert_eq!(flag[0]["contents"]["source"], "data:,custom", "{node}");
+    }
+}
+
+/// The same snippets without the opt-in are refused, naming the snippet line.
+#[test]
+fn snippet_overrides_are_refused_without_opt_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snippet-overrides/allowed.hcl"),
+    )
+    .unwrap()
+    .replace("allow_snippet_overrides", "# allow_snippet_overrides");
+    let file = tmp.path().join("cluster.hcl");
+    fs::write(&file, text).unwrap();
+    let out = tmp.path().join("out");
+    let result = roundhouse(&[
+        "render",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(result.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    // One error per snippet problem, not one per node.
+    assert_eq!(stderr.matches("error: ").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("snippet replaces /ignition_ran") && stderr.contains("cluster.hcl:15:17"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("turns off the wipe of the root filesystem")
+            && stderr.contains("cluster.hcl:39:28"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

@@ -73,6 +73,23 @@ pub struct Translation {
     pub config: Value,
     /// Warnings (empty when the input is clean).
     pub report: Report,
+    /// The YAML tree and where generated output came from, for [`Translation::locate`].
+    root: Option<yaml::Node>,
+    translations: Translations,
+}
+
+impl Translation {
+    /// Where the output at `ignition_path` came from in the Butane document: `ignition_path`
+    /// is a JSON path of the Ignition config in steps separated by dots (`storage.files.2.path`,
+    /// camelCase keys, list indices as numbers). Returns the YAML path (`$.storage.files.2.path`)
+    /// and the 1-based line and column of the deepest YAML node on it, as diagnostics of
+    /// [`translate`] are placed.
+    pub fn locate(&self, ignition_path: &str) -> (String, Option<(usize, usize)>) {
+        let steps: Vec<&str> = ignition_path.split('.').filter(|s| !s.is_empty()).collect();
+        let yaml_path = self.translations.to_yaml(&Path::from_steps(&steps));
+        let pos = locate(self.root.as_ref(), &yaml_path).map(|p| (p.line, p.column));
+        (yaml_path.to_string(), pos)
+    }
 }
 
 /// Why a translation failed. The `Display` text is what the `butane` CLI prints after
@@ -85,9 +102,13 @@ pub enum Error {
     Syntax {
         /// The parser's message.
         message: String,
-        /// 1-based line.
+        /// The line go-yaml prints: for parser errors the 0-based line of the enclosing
+        /// collection, else the 1-based line of the problem (0 when it prints none).
         line: usize,
-        /// 1-based column.
+        /// 1-based line where the parser found the problem, in the input as given: where an
+        /// editor should put the cursor (unlike `line`, which follows go-yaml's choice).
+        problem_line: usize,
+        /// 1-based column where the parser found the problem, on `problem_line`.
         column: usize,
     },
     /// Values of the wrong YAML type (go-yaml's unmarshal errors); entries carry positions.
@@ -142,6 +163,7 @@ impl Error {
 /// parser errors the 0-based line of the enclosing collection, else of the problem; for
 /// scanner errors the 1-based line).
 fn go_yaml_syntax_error(e: yaml::SyntaxError, input: &str) -> Error {
+    let (problem_line, problem_column) = problem_position(&e, input);
     let problem = match e.message.split_once(", ") {
         Some((ctx, p)) if ctx.starts_with("while ") => p.to_string(),
         _ => e.message.clone(),
@@ -171,7 +193,8 @@ fn go_yaml_syntax_error(e: yaml::SyntaxError, input: &str) -> Error {
         return Error::Syntax {
             message: format!("unknown anchor '{name}' referenced"),
             line: 0,
-            column: e.pos.column,
+            problem_line,
+            column: problem_column,
         };
     }
     let parser_error = problem.starts_with("did not find expected");
@@ -186,8 +209,37 @@ fn go_yaml_syntax_error(e: yaml::SyntaxError, input: &str) -> Error {
     Error::Syntax {
         message: problem,
         line,
-        column: e.pos.column,
+        problem_line,
+        column: problem_column,
     }
+}
+
+/// Where an editor should put the cursor for a syntax error. yaml-rust2 reports a tab in the
+/// indentation at the scalar it was scanning (often the line before), and an indentation
+/// mistake after the key it could not place: the tab itself, and the start of the key, are
+/// what the user must change.
+fn problem_position(e: &yaml::SyntaxError, input: &str) -> (usize, usize) {
+    let lines: Vec<&str> = input.lines().collect();
+    if e.message.contains("tab") {
+        for (i, line) in lines.iter().enumerate().skip(e.pos.line.saturating_sub(1)) {
+            let indent: String = line
+                .chars()
+                .take_while(|c| *c == ' ' || *c == '\t')
+                .collect();
+            if let Some(col) = indent.chars().position(|c| c == '\t') {
+                return (i + 1, col + 1);
+            }
+        }
+    }
+    let indentation = e.message.contains("did not find expected '-' indicator")
+        || e.message.contains("did not find expected key");
+    if indentation && let Some(line) = lines.get(e.pos.line.saturating_sub(1)) {
+        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+        if indent < line.chars().count() {
+            return (e.pos.line, indent + 1);
+        }
+    }
+    (e.pos.line, e.pos.column)
 }
 
 /// go-yaml's unmarshal errors (message, line, column) as report entries; they have no path.
@@ -407,7 +459,13 @@ pub fn translate(input: &str, options: &Options) -> Result<Translation, Error> {
     if options.strict && !report.is_empty() {
         return Err(Error::Strict(report));
     }
-    Ok(Translation { config, report })
+    let root = root.cloned();
+    Ok(Translation {
+        config,
+        report,
+        root,
+        translations,
+    })
 }
 
 #[cfg(test)]

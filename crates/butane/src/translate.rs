@@ -28,7 +28,7 @@ pub struct Diag {
 
 /// JSON-prefix → YAML-prefix translations for output that does not sit at the snake_cased
 /// JSON path (renamed, generated, or moved by a merge).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Translations(HashMap<Path, Path>);
 
 impl Translations {

@@ -211,3 +211,33 @@ fn inline_merged_configs_are_validated() {
     );
     assert!(ok.is_ok_and(|t| t.report.is_empty()));
 }
+
+/// Besides go-yaml's line, a syntax error carries where the problem is: the tab itself, and
+/// the start of a key indented one space short.
+#[test]
+fn syntax_errors_point_at_the_problem() {
+    let tab =
+        "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/a\n\t  mode: 420\n";
+    match butane::translate(tab, &Options::default()).unwrap_err() {
+        Error::Syntax {
+            problem_line,
+            column,
+            ..
+        } => assert_eq!((problem_line, column), (6, 1)),
+        other => panic!("unexpected {other:?}"),
+    }
+    let short = "variant: flatcar\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/a\n      mode: 420\n     contents:\n        inline: x\n";
+    match butane::translate(short, &Options::default()).unwrap_err() {
+        Error::Syntax {
+            line,
+            problem_line,
+            column,
+            ..
+        } => {
+            // go-yaml prints the 0-based line of the enclosing mapping (`- path:`), here 4.
+            assert_eq!(line, 4);
+            assert_eq!((problem_line, column), (7, 6));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -27,9 +27,11 @@ pub(crate) fn check_http_url(
             None
         }
         (Some(_), Some(c)) => {
+            let at = s.find(c).unwrap_or(0);
+            let narrow = within_literal(r, span, s, &(at..at + c.len_utf8()));
             r.error(
-                span,
-                format!("`{name}` contains {c:?}, which is not allowed in a URL"),
+                &narrow,
+                format!("`{name}` contains {c:?}, which is not allowed in a URL: {s:?}"),
             );
             None
         }
@@ -37,7 +39,92 @@ pub(crate) fn check_http_url(
             r.error(span, format!("`{name}` has no host: {s:?}"));
             None
         }
-        _ => Some(s.to_string()),
+        (Some(rest), None) => {
+            let scheme_len = s.len() - rest.len();
+            match authority_problem(rest) {
+                None => Some(s.to_string()),
+                Some((problem, at)) => {
+                    let at = (at.start + scheme_len)..(at.end + scheme_len);
+                    let narrow = within_literal(r, span, s, &at);
+                    let d = r.error(&narrow, format!("`{name}` {problem}: {s:?}"));
+                    if problem.starts_with("has port") {
+                        d.help = Some(
+                            "a port is a whole number from 1 to 65535, e.g. `http://10.0.0.2:8080`"
+                                .into(),
+                        );
+                    }
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// What is wrong with the authority (`[user@]host[:port]`) at the start of `rest` (the URL
+/// after `http://`), and the byte range of `rest` it concerns.
+fn authority_problem(rest: &str) -> Option<(String, Range<usize>)> {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host_port = &authority[host_start..];
+    let port_at = if host_port.starts_with('[') {
+        match host_port.find(']') {
+            None => {
+                return Some((
+                    "has an IPv6 address without its closing `]`".into(),
+                    host_start..end,
+                ));
+            }
+            Some(close) => match &host_port[close + 1..] {
+                "" => None,
+                p if p.starts_with(':') => Some(host_start + close + 2),
+                _ => {
+                    return Some((
+                        "has text after its IPv6 address".into(),
+                        host_start + close + 1..end,
+                    ));
+                }
+            },
+        }
+    } else {
+        host_port.rfind(':').map(|i| host_start + i + 1)
+    };
+    let host_end = port_at.map_or(end, |p| p - 1);
+    if host_end == host_start {
+        return Some(("has no host".into(), host_start..end));
+    }
+    let port_at = port_at?;
+    let port = &authority[port_at..];
+    let range = (port_at.saturating_sub(1))..end;
+    if port.is_empty() {
+        return Some(("has a `:` but no port".into(), range));
+    }
+    if !port.chars().all(|c| c.is_ascii_digit()) {
+        return Some((format!("has port {port:?}, which is not a number"), range));
+    }
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65_535).contains(&p) => None,
+        _ => Some((
+            format!("has port {port}, which is out of range (1 to 65535)"),
+            range,
+        )),
+    }
+}
+
+/// The part `within` (a byte range of `value`) of a value's span, when the value is a quoted
+/// literal written out in the file without escapes; else the whole span.
+pub(crate) fn within_literal(
+    r: &Reader<'_, '_>,
+    span: &Range<usize>,
+    value: &str,
+    within: &Range<usize>,
+) -> Range<usize> {
+    let text = r.src().slice(span);
+    if text.len() == value.len() + 2 && text.starts_with('"') && &text[1..text.len() - 1] == value {
+        let start = span.start + 1 + within.start;
+        start..start + (within.end - within.start).max(1)
+    } else {
+        span.clone()
     }
 }
 
@@ -195,6 +282,33 @@ mod tests {
         assert!(hostname_label_problem("a.b").is_some());
         assert!(hostname_label_problem(&"a".repeat(64)).is_some());
         assert_eq!(hostname_label_problem(&"a".repeat(63)), None);
+    }
+
+    #[test]
+    fn url_authorities() {
+        let ok = |s: &str| assert_eq!(authority_problem(s), None, "{s}");
+        let bad = |s: &str, want: &str| {
+            let (p, _) = authority_problem(s).unwrap_or_else(|| panic!("{s} accepted"));
+            assert!(p.contains(want), "{s}: {p}");
+        };
+        ok("boot");
+        ok("boot:8080/x");
+        ok("10.0.0.2:65535");
+        ok("[fd00::2]:8080/");
+        ok("[fd00::2]");
+        ok("user:pw@boot:1/");
+        bad("boot:99999/", "out of range");
+        bad("boot:0", "out of range");
+        bad("boot:65536", "out of range");
+        bad("boot:123456789012345678901234567890", "out of range");
+        bad("boot:/", "no port");
+        bad("boot:80a", "not a number");
+        bad("boot:-1", "not a number");
+        bad(":8080/", "no host");
+        bad("[fd00::2", "closing");
+        bad("[fd00::2]x", "after its IPv6");
+        let (_, at) = authority_problem("boot:99999/x").unwrap();
+        assert_eq!(&"boot:99999/x"[at], ":99999");
     }
 
     #[test]

@@ -268,7 +268,12 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
         Expression::Number(n) => match n.value().as_f64() {
             Some(f) => Kind::Number(f),
             None => {
-                sink.error(src, &span, "number out of range");
+                sink.error(
+                    src,
+                    &span,
+                    format!("number {} is out of range", shorten(src.slice(&span))),
+                )
+                .help = Some(NUMBER_RANGE_HELP.into());
                 return None;
             }
         },
@@ -355,6 +360,7 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
             Kind::String(render(&toks, scope, sink)?, inline(span.start))
         }
         Expression::HeredocTemplate(heredoc) => {
+            closing_marker_alone(src, &span, heredoc.delimiter.as_str(), sink)?;
             let text = eval_heredoc(heredoc, &span, scope, sink)?;
             // The text starts on the line after the `<<EOT` marker.
             Kind::String(
@@ -444,6 +450,51 @@ pub(crate) fn eval(expr: &Expression, scope: &Scope<'_>, sink: &mut Sink) -> Opt
         }
     };
     Some(Value { kind, span })
+}
+
+/// The hint for a number too large for any setting (HCL numbers are 64-bit floats).
+pub(crate) const NUMBER_RANGE_HELP: &str =
+    "numbers in a cluster file must be below 1.8e308, and settings take far smaller ones";
+
+/// `text` cut to 30 characters, with `…` when it was longer.
+pub(crate) fn shorten(text: &str) -> String {
+    let mut out: String = text.chars().take(30).collect();
+    if text.chars().count() > 30 {
+        out.push('…');
+    }
+    out
+}
+
+/// HCL wants a heredoc's closing marker alone on its line (after optional whitespace);
+/// `hcl-edit` also accepts `EOT]` or `EOT }`, which Terraform rejects.
+fn closing_marker_alone(
+    src: &Source,
+    span: &Range<usize>,
+    marker: &str,
+    sink: &mut Sink,
+) -> Option<()> {
+    let after = src.text.get(span.end..).unwrap_or("");
+    let rest = after.split('\n').next().unwrap_or("");
+    let trailing = rest.trim_end_matches('\r');
+    if trailing.is_empty() {
+        return Some(());
+    }
+    let lead = trailing.len() - trailing.trim_start().len();
+    let start = span.end + lead;
+    let end = span.end + trailing.len();
+    let d = sink.error(
+        src,
+        &(start..end),
+        format!(
+            "`{}` after the heredoc's closing `{marker}`: the marker must be alone on its line",
+            trailing.trim()
+        ),
+    );
+    d.help = Some(format!(
+        "move `{}` to the next line, below `{marker}`",
+        trailing.trim()
+    ));
+    None
 }
 
 /// HCL does not allow line breaks in quoted strings (`hcl-edit` accepts them); Terraform
@@ -1445,6 +1496,31 @@ mod tests {
     fn plain_heredoc_keeps_indentation() {
         assert_eq!(string_of("x = <<EOT\n  a\n b\nEOT\n"), "  a\n b\n");
         assert_eq!(string_of("x = <<EOT\n$${a} %%{b}\nEOT\n"), "${a} %{b}\n");
+    }
+
+    #[test]
+    fn heredoc_marker_must_be_alone_on_its_line() {
+        for ok in [
+            "x = [<<-EOT\n  a\n  EOT\n]\n",
+            "x = <<EOT\na\nEOT\n",
+            "x = <<EOT\na\nEOT",
+            "x = <<EOT\r\na\r\nEOT\r\n",
+        ] {
+            let (v, diags) = eval_src(ok, None);
+            assert!(v.is_some() && diags.is_empty(), "{ok:?}: {diags:?}");
+        }
+        let (v, diags) = eval_src("x = [<<-EOT\n  a\n  EOT]\n", None);
+        assert!(v.is_none());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(
+            (diags[0].line, diags[0].column, diags[0].span_len),
+            (3, 6, 1)
+        );
+        assert!(
+            diags[0]
+                .message
+                .contains("`]` after the heredoc's closing `EOT`")
+        );
     }
 
     #[test]

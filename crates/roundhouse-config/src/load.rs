@@ -75,6 +75,29 @@ pub(crate) fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnos
         )
         .with_help("remove one of them");
     }
+    // `hcl-edit` cannot hold a number beyond f64 and calls it a syntax error somewhere on its
+    // line; the number is the problem.
+    let line_start = src.text[..offset.min(src.text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line_end = src.text[line_start..]
+        .find('\n')
+        .map_or(src.text.len(), |i| line_start + i);
+    if let Some(at) = overflowing_number(&src.text[line_start..line_end]) {
+        let at = (line_start + at.start)..(line_start + at.end);
+        let shown = crate::eval::shorten(&src.text[at.clone()]);
+        return Diagnostic::error_at(
+            &src.path,
+            &src.text,
+            at.start,
+            at.len(),
+            format!("number {shown} is out of range"),
+        )
+        .with_help(crate::eval::NUMBER_RANGE_HELP);
+    }
+    if let Some(d) = heredoc_parse_error(src, e, offset, line_start) {
+        return d;
+    }
     let len = rest.chars().next().map_or(1, char::len_utf8);
     let mut d = Diagnostic::error_at(
         &src.path,
@@ -93,6 +116,136 @@ pub(crate) fn parse_error(src: &Source, e: &hcl::edit::parser::Error) -> Diagnos
     d
 }
 
+/// Heredoc mistakes `hcl-edit` reports as generic syntax errors: text after the closing
+/// marker (`EOT }`), and a heredoc that never finds its marker (reported at the `<<EOT`).
+fn heredoc_parse_error(
+    src: &Source,
+    e: &hcl::edit::parser::Error,
+    offset: usize,
+    line_start: usize,
+) -> Option<Diagnostic> {
+    let text = &src.text;
+    let offset = offset.min(text.len());
+    if e.message().contains("heredoc end delimiter") {
+        // The last `<<MARKER` before the error is the heredoc that is not closed.
+        let open = text[..offset].rfind("<<")?;
+        let after = text[open + 2..].trim_start_matches('-');
+        let marker: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if marker.is_empty() {
+            return None;
+        }
+        let len = text[open..]
+            .find(marker.as_str())
+            .map_or(2, |i| i + marker.len());
+        return Some(
+            Diagnostic::error_at(
+                &src.path,
+                text,
+                open,
+                len,
+                format!("heredoc `{}` is never closed: no line holds only `{marker}`", &text[open..open + len]),
+            )
+            .with_help(format!(
+                "end it with a line holding only `{marker}` (optionally indented; the case must match)"
+            )),
+        );
+    }
+    // `    EOT }`: the text before the error on its line is a heredoc's marker.
+    let before = text[line_start..offset].trim();
+    if before.is_empty()
+        || !before
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        || !(text[..line_start].contains(&format!("<<{before}"))
+            || text[..line_start].contains(&format!("<<-{before}")))
+    {
+        return None;
+    }
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let trailing = text[offset..line_end].trim_end();
+    let trailing_start = offset + (trailing.len() - trailing.trim_start().len());
+    let trailing = trailing.trim_start();
+    if trailing.is_empty() {
+        return None;
+    }
+    Some(
+        Diagnostic::error_at(
+            &src.path,
+            text,
+            trailing_start,
+            trailing.len(),
+            format!(
+                "`{trailing}` after the heredoc's closing `{before}`: the marker must be alone on its line"
+            ),
+        )
+        .with_help(format!("move `{trailing}` to the next line, below `{before}`")),
+    )
+}
+
+/// The byte range of the first number literal on `line` (outside quotes and comments) that is
+/// too large for a 64-bit float.
+fn overflowing_number(line: &str) -> Option<Range<usize>> {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'#' => return None,
+            b'/' if bytes.get(i + 1) == Some(&b'/') => return None,
+            b'0'..=b'9'
+                if i == 0
+                    || !(bytes[i - 1].is_ascii_alphanumeric()
+                        || bytes[i - 1] == b'_'
+                        || bytes[i - 1] == b'.') =>
+            {
+                let start = i;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if matches!(bytes.get(i), Some(b'e' | b'E')) {
+                    let mut j = i + 1;
+                    if matches!(bytes.get(j), Some(b'+' | b'-')) {
+                        j += 1;
+                    }
+                    if bytes.get(j).is_some_and(u8::is_ascii_digit) {
+                        i = j;
+                        while i < bytes.len() && bytes[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                    }
+                }
+                if line[start..i].parse::<f64>().is_ok_and(f64::is_infinite) {
+                    return Some(start..i);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 fn odd_quotes(line: &str) -> bool {
     line.char_indices()
         .filter(|&(i, c)| c == '"' && !line[..i].ends_with('\\'))
@@ -109,8 +262,28 @@ fn syntax_hint(
     line_no: usize,
     rest: &str,
 ) -> Option<String> {
+    let first_word = line.split_whitespace().next().unwrap_or("");
+    let rest_line = rest.split('\n').next().unwrap_or("").trim_end_matches('\r');
+    let before = line
+        .get(..line.len().saturating_sub(rest_line.len()))
+        .unwrap_or("");
     Some(if message.contains("heredoc end delimiter") {
         "a heredoc ends with a line holding only its delimiter, e.g. `EOT`".into()
+    } else if rest.starts_with(['\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}']) {
+        "this is a typographic quote (as word processors write them): use a plain `\"`".into()
+    } else if rest.starts_with("/*") {
+        "a `/*` comment must be closed with `*/`".into()
+    } else if rest.starts_with('"') && rest_line.contains("\":") {
+        "this looks like JSON: attributes are written `name = value`, without quotes around the name or commas".into()
+    } else if rest.starts_with(':') && !before.contains('=') {
+        "attributes are written `name = value`, not `name: value`".into()
+    } else if message.ends_with("expected `{`")
+        && ["node", "cluster", "hook", "variable", "power", "upload"].contains(&first_word)
+    {
+        format!(
+            "a block's settings go in braces: `{} {{ ... }}`",
+            line.trim()
+        )
     } else if odd_quotes(line) {
         "is a closing `\"` missing on this line?".into()
     } else if odd_quotes(previous_line) {
@@ -369,6 +542,12 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
         .choice(&f, "on_worker_change", &policies)
         .unwrap_or(ChangePolicy::Reprovision);
     let netboot_gating = r.bool(&f, "netboot_gating").unwrap_or(true);
+    let allow_snippet_overrides = optional(
+        &f,
+        "allow_snippet_overrides",
+        |r| r.snippet_overrides(&f, "allow_snippet_overrides"),
+        r,
+    );
 
     let mut power = Ok(None);
     for (i, b) in blocks.iter().enumerate() {
@@ -415,6 +594,7 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
                 workers,
             },
             netboot_gating,
+            allow_snippet_overrides: allow_snippet_overrides?.unwrap_or_default(),
             nodes: Vec::new(),
             hooks: Vec::new(),
         })
@@ -533,6 +713,12 @@ fn read_node(
     );
     let install_target = r.install_target(&f);
     let kernel_args = optional(&f, "kernel_args", |r| r.kernel_words(&f, "kernel_args"), r);
+    let allow_snippet_overrides = optional(
+        &f,
+        "allow_snippet_overrides",
+        |r| r.snippet_overrides(&f, "allow_snippet_overrides"),
+        r,
+    );
 
     let mut node_power = None;
     for (i, b) in blocks.iter().enumerate() {
@@ -573,6 +759,7 @@ fn read_node(
             install_target: install_target?,
             kernel_args: kernel_args?,
             power: power?,
+            allow_snippet_overrides: allow_snippet_overrides?,
         })
     })();
     Some(ReadNode {

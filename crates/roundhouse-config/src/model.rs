@@ -39,6 +39,10 @@ pub struct Cluster {
     pub policy: Policy,
     /// Serve boot-from-disk to installed nodes instead of the installer (see the boot server).
     pub netboot_gating: bool,
+    /// `allow_snippet_overrides`: the parts of roundhouse's base config that snippets may
+    /// change (sorted, no duplicates). Empty by default: a snippet that touches one of them is
+    /// an error. Nodes may replace the list.
+    pub allow_snippet_overrides: Vec<SnippetOverride>,
     /// The machines, in file order.
     pub nodes: Vec<Node>,
     /// Post-provision hooks (`hook` blocks), in file order: the order they run in.
@@ -190,6 +194,8 @@ pub struct Node {
     pub kernel_args: Option<Vec<String>>,
     /// How roundhouse powers and boots this machine; `None` means `pxe_command`.
     pub power: Option<Power>,
+    /// `allow_snippet_overrides` of this node, replacing the cluster's when set.
+    pub allow_snippet_overrides: Option<Vec<SnippetOverride>>,
 }
 
 impl Node {
@@ -198,11 +204,60 @@ impl Node {
         self.kernel_args.as_deref().unwrap_or(&cluster.kernel_args)
     }
 
+    /// The parts of the base config that this node's snippets (its own and the cluster's) may
+    /// change: the node's `allow_snippet_overrides`, else the cluster's.
+    pub fn effective_snippet_overrides<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+    ) -> &'a [SnippetOverride] {
+        self.allow_snippet_overrides
+            .as_deref()
+            .unwrap_or(&cluster.allow_snippet_overrides)
+    }
+
     /// Install target in effect for this node.
     pub fn effective_install_target<'a>(&'a self, cluster: &'a Cluster) -> &'a InstallTarget {
         self.install_target
             .as_ref()
             .unwrap_or(&cluster.install.target)
+    }
+}
+
+/// A part of the base config roundhouse puts into every node's final config that Butane
+/// snippets must not change unless the cluster file allows it (`allow_snippet_overrides`):
+/// re-provisioning and the executor rely on each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SnippetOverride {
+    /// `"root-wipe"`: the ROOT filesystem is wiped on every provisioning (a snippet may not
+    /// set `wipe_filesystem: false` on it, or add the root partition again without a wipe).
+    RootWipe,
+    /// `"ignition-ran"`: the `/ignition_ran` file the executor checks after a re-provision.
+    IgnitionRan,
+    /// `"host-keys"`: the managed SSH host key files (`/etc/ssh/ssh_host_ed25519_key` and
+    /// `.pub`) that the executor pins.
+    HostKeys,
+    /// `"authorized-keys"`: user `core`'s authorized-keys files, which hold the operator key
+    /// roundhouse logs in with (keys added with `ssh_authorized_keys` are fine).
+    AuthorizedKeys,
+}
+
+impl SnippetOverride {
+    /// Every item, in the order documentation lists them.
+    pub const ALL: [SnippetOverride; 4] = [
+        SnippetOverride::RootWipe,
+        SnippetOverride::IgnitionRan,
+        SnippetOverride::HostKeys,
+        SnippetOverride::AuthorizedKeys,
+    ];
+
+    /// The name the cluster file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnippetOverride::RootWipe => "root-wipe",
+            SnippetOverride::IgnitionRan => "ignition-ran",
+            SnippetOverride::HostKeys => "host-keys",
+            SnippetOverride::AuthorizedKeys => "authorized-keys",
+        }
     }
 }
 

@@ -122,7 +122,7 @@ pub(crate) fn read_power(
         }
     };
     let f = Fields {
-        what: format!("power settings of node \"{node_name}\""),
+        what: format!("the `power` block of node \"{node_name}\""),
         header,
         attrs,
         suggested: Vec::new(),

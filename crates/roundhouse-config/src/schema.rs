@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hcl::edit::structure::{Attribute, Block, Body};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::eval::{Kind, Scope, Sink, Source, Value, eval, span_of};
+use crate::eval::{Kind, Scope, Sink, Source, Value, eval, shorten, span_of};
 use crate::model::*;
 
 pub(crate) const DEFAULT_INSTALL_DISK: &str = "/dev/sda";
@@ -38,6 +38,7 @@ pub(crate) const CLUSTER_ATTRS: &[&str] = &[
     "on_controller_change",
     "on_worker_change",
     "netboot_gating",
+    "allow_snippet_overrides",
 ];
 
 pub(crate) const NODE_ATTRS: &[&str] = &[
@@ -50,6 +51,7 @@ pub(crate) const NODE_ATTRS: &[&str] = &[
     "install_disk",
     "install_to_smallest_disk",
     "kernel_args",
+    "allow_snippet_overrides",
 ];
 
 pub(crate) const POWER_BLOCK: &[&str] = &["power"];
@@ -305,6 +307,22 @@ impl Reader<'_, '_> {
         };
         match n {
             Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Some(n as u64),
+            Some(n) if n.fract() == 0.0 || !n.is_finite() => {
+                // Show the number as written: 99999999999999999999 is not 1e20 to its author.
+                let written = self.src().slice(&v.span).trim();
+                let shown = if matches!(v.kind, Kind::Number(_))
+                    && written.trim_start_matches('-').parse::<f64>().is_ok()
+                {
+                    shorten(written)
+                } else {
+                    v.kind.describe()
+                };
+                self.error(
+                    &v.span,
+                    format!("`{name}` is out of range: {shown} is not between {min} and {max}"),
+                );
+                None
+            }
             Some(_) => {
                 self.error(
                     &v.span,
@@ -403,6 +421,40 @@ impl Reader<'_, '_> {
             }
             out.push(Snippet { text, origin });
         }
+        ok.then_some(out)
+    }
+
+    /// `allow_snippet_overrides`: a list of item names, sorted and without duplicates.
+    pub fn snippet_overrides(
+        &mut self,
+        f: &Fields<'_>,
+        name: &str,
+    ) -> Option<Vec<SnippetOverride>> {
+        let items = self.strings(f, name)?;
+        let names: Vec<&str> = SnippetOverride::ALL.iter().map(|o| o.as_str()).collect();
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (s, span, _) in &items {
+            match SnippetOverride::ALL.iter().find(|o| o.as_str() == s) {
+                Some(o) => out.push(*o),
+                None => {
+                    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+                    let help = did_you_mean(&s.to_lowercase().replace('_', "-"), &names)
+                        .map(|c| format!("did you mean \"{c}\"?"));
+                    let d = self.error(
+                        span,
+                        format!(
+                            "unknown item {s:?} in `{name}`: expected any of {}",
+                            quoted.join(", ")
+                        ),
+                    );
+                    d.help = help;
+                    ok = false;
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
         ok.then_some(out)
     }
 

@@ -49,6 +49,7 @@ fn node(name: &str, role: Role, mac_text: &str, domain: &str) -> Node {
         install_target: None,
         kernel_args: None,
         power: None,
+        allow_snippet_overrides: None,
     }
 }
 
@@ -105,6 +106,7 @@ fn mercury_model() {
             workers: ChangePolicy::Reprovision,
         },
         netboot_gating: true,
+        allow_snippet_overrides: vec![],
         nodes: vec![
             controller_1,
             node("controller-2", Role::Controller, "52:54:00:a1:00:02", "10.10.0.12"),

@@ -79,6 +79,37 @@ fn defaults() {
     );
 }
 
+/// `allow_snippet_overrides`: empty by default, sorted without duplicates, and a node's list
+/// replaces the cluster's (an empty one takes every permission away).
+#[test]
+fn snippet_overrides_default_and_node_replacement() {
+    let c = ok(&minimal("", NODE));
+    assert!(c.allow_snippet_overrides.is_empty());
+    assert!(c.nodes[0].effective_snippet_overrides(&c).is_empty());
+
+    let nodes = format!(
+        "{NODE}node \"n2\" {{\n  role = \"worker\"\n  mac = \"52:54:00:00:00:02\"\n  domain = \"n2.lab.example\"\n  allow_snippet_overrides = []\n}}\nnode \"n3\" {{\n  role = \"worker\"\n  mac = \"52:54:00:00:00:03\"\n  domain = \"n3.lab.example\"\n  allow_snippet_overrides = [\"root-wipe\"]\n}}\n"
+    );
+    let c = ok(&minimal(
+        "  allow_snippet_overrides = [\"host-keys\", \"ignition-ran\", \"host-keys\"]",
+        &nodes,
+    ));
+    use SnippetOverride::*;
+    assert_eq!(c.allow_snippet_overrides, [IgnitionRan, HostKeys]);
+    assert_eq!(c.nodes[0].allow_snippet_overrides, None);
+    assert_eq!(
+        c.nodes[0].effective_snippet_overrides(&c),
+        [IgnitionRan, HostKeys]
+    );
+    assert_eq!(c.nodes[1].effective_snippet_overrides(&c), []);
+    assert_eq!(c.nodes[2].effective_snippet_overrides(&c), [RootWipe]);
+    let names: Vec<&str> = SnippetOverride::ALL.iter().map(|o| o.as_str()).collect();
+    assert_eq!(
+        names,
+        ["root-wipe", "ignition-ran", "host-keys", "authorized-keys"]
+    );
+}
+
 #[test]
 fn smallest_disk_and_node_override() {
     let node = NODE.replace(

@@ -6,6 +6,7 @@
 //! Butane snippets reference; writing a matchbox data directory is a separate step
 //! ([`write_matchbox_dir`]) so callers can render, check, and only then write.
 
+mod contract;
 mod dataurl;
 mod digest;
 mod installer;
@@ -171,7 +172,9 @@ pub fn render_cluster(
         }
     }
     if !errors.is_empty() {
-        errors.dedup();
+        // A cluster-wide snippet's problem is found once per node: report it once.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|d| seen.insert(d.to_string()));
         return Err(Diagnostics(errors));
     }
     warnings.dedup();
@@ -197,11 +200,23 @@ fn render_with(
 ) -> Result<(RenderedNode, Vec<Diagnostic>), Diagnostics> {
     let mut warnings = Vec::new();
 
+    let mut violations = shared.final_violations.clone();
+    let node_configs = snippets::translate_all(
+        &node.snippets,
+        cluster,
+        options,
+        &mut warnings,
+        &mut violations,
+    )?;
+    // Snippets may not change what re-provisioning and the executor rely on, unless the
+    // cluster file allows it for this node.
+    snippets::check_contract(&violations, node.effective_snippet_overrides(cluster))?;
+
     let mut final_config = base_final_config(cluster, node, &options.keys);
     if let Some(config) = &shared.final_merged {
         final_config = snippets::merge(&final_config, config);
     }
-    for config in snippets::translate_all(&node.snippets, cluster, options, &mut warnings)? {
+    for config in node_configs {
         final_config = snippets::merge(&final_config, &config);
     }
 
@@ -209,9 +224,13 @@ fn render_with(
     if let Some(config) = &shared.installer_merged {
         installer_config = snippets::merge(&installer_config, config);
     }
-    for config in
-        snippets::translate_all(&node.installer_snippets, cluster, options, &mut warnings)?
-    {
+    for config in snippets::translate_all(
+        &node.installer_snippets,
+        cluster,
+        options,
+        &mut warnings,
+        &mut Vec::new(),
+    )? {
         installer_config = snippets::merge(&installer_config, &config);
     }
 
@@ -284,7 +303,7 @@ fn base_final_config(cluster: &Cluster, node: &Node, keys: &ManagedKeys) -> Valu
     }
     let mut files = vec![
         json!({
-            "path": "/ignition_ran",
+            "path": contract::IGNITION_RAN,
             "mode": 0o644,
             "contents": { "source": "data:," }
         }),
@@ -297,13 +316,13 @@ fn base_final_config(cluster: &Cluster, node: &Node, keys: &ManagedKeys) -> Valu
     ];
     if let Some(host) = keys.host_keys.get(&node.name) {
         files.push(json!({
-            "path": "/etc/ssh/ssh_host_ed25519_key",
+            "path": contract::HOST_KEY_FILES[0],
             "mode": 0o600,
             "overwrite": true,
             "contents": { "source": dataurl::encode(host.private_openssh.as_bytes()) }
         }));
         files.push(json!({
-            "path": "/etc/ssh/ssh_host_ed25519_key.pub",
+            "path": contract::HOST_KEY_FILES[1],
             "mode": 0o644,
             "overwrite": true,
             "contents": { "source": dataurl::encode(format!("{}\n", host.public_openssh.trim_end()).as_bytes()) }
@@ -316,7 +335,7 @@ fn base_final_config(cluster: &Cluster, node: &Node, keys: &ManagedKeys) -> Valu
         },
         "storage": {
             "filesystems": [{
-                "device": "/dev/disk/by-label/ROOT",
+                "device": contract::ROOT_DEVICE,
                 "format": "ext4",
                 "label": "ROOT",
                 "wipeFilesystem": true
@@ -415,7 +434,7 @@ mod tests {
     fn sequential(cluster: &Cluster, node: &Node, options: &RenderOptions) -> (Value, Value) {
         let mut warnings = Vec::new();
         let mut translate = |s: &[roundhouse_config::Snippet]| {
-            snippets::translate_all(s, cluster, options, &mut warnings).unwrap()
+            snippets::translate_all(s, cluster, options, &mut warnings, &mut Vec::new()).unwrap()
         };
         let mut fin = base_final_config(cluster, node, &options.keys);
         for c in [translate(&cluster.snippets), translate(&node.snippets)].concat() {

@@ -1,12 +1,14 @@
 //! Butane snippets: translation (with diagnostics mapped back onto the user's files) and merging
 //! into a node's config by Ignition's merge rules.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use roundhouse_config::{Cluster, Diagnostic, Diagnostics, Severity, Snippet, SnippetOrigin};
+use roundhouse_config::{
+    Cluster, Diagnostic, Diagnostics, Severity, Snippet, SnippetOrigin, SnippetOverride,
+};
 use serde_json::Value;
 
-use crate::RenderOptions;
+use crate::{RenderOptions, contract};
 
 /// Cluster-wide snippets, translated once per render rather than once per node.
 pub struct SharedSnippets {
@@ -17,6 +19,29 @@ pub struct SharedSnippets {
     /// The cluster-wide installer snippets, merged the same way.
     pub installer_merged: Option<Value>,
     pub warnings: Vec<Diagnostic>,
+    /// What the cluster-wide final snippets change of the base config; an error for each node
+    /// that does not allow it.
+    pub final_violations: Vec<Guarded>,
+}
+
+/// A snippet's change to a protected part of the base config, located in the snippet.
+pub type Guarded = (SnippetOverride, Diagnostic);
+
+/// The errors for the `violations` a node does not allow, or `Ok` when there are none.
+pub fn check_contract(
+    violations: &[Guarded],
+    allowed: &[SnippetOverride],
+) -> Result<(), Diagnostics> {
+    let errors: Vec<Diagnostic> = violations
+        .iter()
+        .filter(|(item, _)| !allowed.contains(item))
+        .map(|(_, d)| d.clone())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
+    }
 }
 
 /// The configs merged in order into one, or `None` when there are none.
@@ -28,14 +53,28 @@ fn merge_all(configs: &[Value]) -> Option<Value> {
 impl SharedSnippets {
     pub fn translate(cluster: &Cluster, options: &RenderOptions) -> Result<Self, Diagnostics> {
         let mut warnings = Vec::new();
-        let final_configs = translate_all(&cluster.snippets, cluster, options, &mut warnings);
-        let installer_configs =
-            translate_all(&cluster.installer_snippets, cluster, options, &mut warnings);
+        let mut final_violations = Vec::new();
+        let final_configs = translate_all(
+            &cluster.snippets,
+            cluster,
+            options,
+            &mut warnings,
+            &mut final_violations,
+        );
+        let installer_configs = translate_all(
+            &cluster.installer_snippets,
+            cluster,
+            options,
+            &mut warnings,
+            // The installer's config has its own base, which has none of the protected parts.
+            &mut Vec::new(),
+        );
         match (final_configs, installer_configs) {
             (Ok(final_configs), Ok(installer_configs)) => Ok(SharedSnippets {
                 final_merged: merge_all(&final_configs),
                 installer_merged: merge_all(&installer_configs),
                 warnings,
+                final_violations,
             }),
             (Err(a), Err(b)) => Err(Diagnostics([a.0, b.0].concat())),
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -43,19 +82,34 @@ impl SharedSnippets {
     }
 }
 
-/// Translates each snippet; collects the errors of all of them before failing.
+/// Translates each snippet; collects the errors of all of them before failing. What each
+/// snippet changes of the protected parts of the base config goes to `violations`.
 pub fn translate_all(
     snippets: &[Snippet],
     cluster: &Cluster,
     options: &RenderOptions,
     warnings: &mut Vec<Diagnostic>,
+    violations: &mut Vec<Guarded>,
 ) -> Result<Vec<Value>, Diagnostics> {
     let mut configs = Vec::with_capacity(snippets.len());
     let mut errors = Vec::new();
     for snippet in snippets {
         match translate(snippet, cluster, options) {
-            Ok((config, w)) => {
-                configs.push(config);
+            Ok((t, w)) => {
+                violations.extend(contract::violations(&t.config).into_iter().map(|v| {
+                    let (path, pos) = t.locate(&v.json_path);
+                    let entry = butane::Entry {
+                        kind: butane::Kind::Error,
+                        message: v.message,
+                        path,
+                        line: pos.map(|p| p.0),
+                        column: pos.map(|p| p.1),
+                    };
+                    let mut d = to_diagnostic(snippet, &entry).with_help(contract::help(v.item));
+                    d.span_len = scalar_len(&d.source_line, d.column);
+                    (v.item, d)
+                }));
+                configs.push(t.config);
                 warnings.extend(w);
             }
             Err(d) => errors.extend(d),
@@ -72,12 +126,14 @@ fn translate(
     snippet: &Snippet,
     cluster: &Cluster,
     options: &RenderOptions,
-) -> Result<(Value, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let base_dir = cluster
-        .source
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+) -> Result<(butane::Translation, Vec<Diagnostic>), Vec<Diagnostic>> {
+    // `local:` files are relative to the cluster file's directory. A cluster file named
+    // without a directory (`cluster.hcl`) has an empty parent, which Butane reads as "no files
+    // directory": use `.` so `cluster.hcl` and `./cluster.hcl` behave the same.
+    let base_dir = match cluster.source.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let butane_options = butane::Options {
         files_dir: Some(base_dir),
         strict: options.strict,
@@ -90,7 +146,7 @@ fn translate(
                 .iter()
                 .map(|e| to_diagnostic(snippet, e))
                 .collect();
-            Ok((t.config, warnings))
+            Ok((t, warnings))
         }
         Err(error) => Err(error_diagnostics(snippet, &error)),
     }
@@ -101,18 +157,23 @@ fn translate(
 fn error_diagnostics(snippet: &Snippet, error: &butane::Error) -> Vec<Diagnostic> {
     if let butane::Error::Syntax {
         message,
-        line,
+        problem_line,
         column,
+        ..
     } = error
     {
+        // The line go-yaml would print is often the enclosing collection's (and 0-based):
+        // point at the problem itself.
         let entry = butane::Entry {
             kind: butane::Kind::Error,
             message: format!("invalid YAML: {message}"),
             path: String::new(),
-            line: Some(*line),
-            column: Some(*column),
+            line: Some((*problem_line).max(1)),
+            column: Some((*column).max(1)),
         };
-        return vec![to_diagnostic(snippet, &entry)];
+        let mut d = to_diagnostic(snippet, &entry);
+        d.help = yaml_hint(message).map(String::from);
+        return vec![d];
     }
     let mut out: Vec<Diagnostic> = error
         .report()
@@ -135,6 +196,29 @@ fn error_diagnostics(snippet: &Snippet, error: &butane::Error) -> Vec<Diagnostic
         out.insert(0, to_diagnostic(snippet, &entry));
     }
     out
+}
+
+/// The length in characters of the plain YAML scalar starting at 1-based `column` of `line`
+/// (up to a comment or the end of the line), at least 1.
+fn scalar_len(line: &str, column: usize) -> usize {
+    let rest: String = line.chars().skip(column.saturating_sub(1)).collect();
+    let value = rest.split(" #").next().unwrap_or("").trim_end();
+    value.chars().count().max(1)
+}
+
+/// A hint for the YAML mistakes people make most.
+fn yaml_hint(message: &str) -> Option<&'static str> {
+    if message.contains("tab") || message == "found character that cannot start any token" {
+        Some("YAML is indented with spaces; tabs are not allowed")
+    } else if message.starts_with("did not find expected '-' indicator")
+        || message.starts_with("did not find expected key")
+    {
+        Some("check this line's indentation: the keys of one mapping start in the same column")
+    } else if message == "found unexpected end of stream" {
+        Some("is a closing quote or bracket missing?")
+    } else {
+        None
+    }
 }
 
 fn origin_file(snippet: &Snippet) -> PathBuf {

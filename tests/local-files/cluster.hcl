@@ -1,0 +1,25 @@
+# `local:` files in a snippet are read relative to this file's directory, however the file is
+# named on the command line (tests/render_cli.rs renders it as `cluster.hcl` and
+# `./cluster.hcl` from this directory).
+cluster {
+  name             = "local"
+  asset_dir        = "assets"
+  ssh_pubkeys      = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEwEbST/X/2YKziaO3t8rbKsfdLARHKCbsKAl9kE5Ml op@lab"]
+  boot_server_http = "http://10.0.0.2:8080"
+}
+
+node "w1" {
+  role   = "worker"
+  mac    = "52:54:00:00:00:01"
+  domain = "10.0.0.11"
+  snippets = [<<-EOT
+    variant: flatcar
+    version: 1.0.0
+    storage:
+      files:
+        - path: /etc/motd
+          contents:
+            local: motd.txt
+    EOT
+  ]
+}
