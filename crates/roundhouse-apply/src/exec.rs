@@ -1196,6 +1196,7 @@ mod rollout_tests {
                 role,
                 digest: digest.clone(),
                 hooks: vec![],
+                snippet_overrides: vec![],
             });
             specs.insert(
                 name.to_string(),

@@ -27,6 +27,10 @@ pub struct DesiredNode {
     pub digest: String,
     /// The post-provision hooks that apply to it, in the order they run.
     pub hooks: Vec<DesiredHook>,
+    /// Parts of roundhouse's contract its snippets are allowed to change
+    /// (`allow_snippet_overrides`: `root-wipe`, `ignition-ran`, `host-keys`,
+    /// `authorized-keys`); the plan shows them.
+    pub snippet_overrides: Vec<String>,
 }
 
 /// A post-provision hook as the planner sees it: a name and the digest of its inputs.
@@ -48,6 +52,7 @@ impl DesiredNode {
             role: node.role,
             digest: digest.into(),
             hooks: Vec::new(),
+            snippet_overrides: Vec::new(),
         }
     }
 
@@ -60,6 +65,11 @@ impl DesiredNode {
                     name: h.name.clone(),
                     digest: h.input_digest(),
                 })
+                .collect(),
+            snippet_overrides: node
+                .effective_snippet_overrides(cluster)
+                .iter()
+                .map(|o| o.as_str().to_string())
                 .collect(),
             ..DesiredNode::from_config(node, digest)
         }
@@ -263,6 +273,9 @@ pub struct PlanItem {
     pub hooks: Vec<DesiredHook>,
     /// The node runs something other than the desired config and the plan leaves it so.
     pub drift: bool,
+    /// What the cluster file lets this node's snippets change of roundhouse's contract.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snippet_overrides: Vec<String>,
     /// For `state-lost`: the evidence that the node was installed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
@@ -439,6 +452,7 @@ pub fn plan(
     if let Some(w) = majority_warning(&items, observed) {
         warnings.push(w);
     }
+    warnings.extend(override_warnings(&items));
     let orphans: Vec<Orphan> = observed
         .nodes
         .iter()
@@ -518,6 +532,34 @@ fn majority_warning(items: &[PlanItem], observed: &Observed) -> Option<String> {
              fails"
         )
     })
+}
+
+/// One line per node whose snippets may change roundhouse's contract, louder where it bites:
+/// a re-provision without the root wipe does not start from a fresh root, and one whose
+/// `/ignition_ran` or host keys come from a snippet may not be provable.
+fn override_warnings(items: &[PlanItem]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| !i.snippet_overrides.is_empty())
+        .map(|i| {
+            let mut w = format!(
+                "node {}: its snippets may change {} (allow_snippet_overrides)",
+                i.name,
+                i.snippet_overrides.join(", ")
+            );
+            let wipes = matches!(
+                i.action,
+                Action::Provision | Action::ReprovisionInPlace | Action::Resume
+            );
+            if wipes && i.snippet_overrides.iter().any(|o| o == "root-wipe") {
+                w.push_str(
+                    "; this plan re-provisions it, and without the ROOT wipe its root filesystem \
+                     keeps what was there",
+                );
+            }
+            w
+        })
+        .collect()
 }
 
 fn role_plural(role: Role) -> &'static str {
@@ -626,6 +668,7 @@ fn decide(
         intent: d.intent,
         recreate: d.recreate,
         evidence,
+        snippet_overrides: node.snippet_overrides.clone(),
     }
 }
 

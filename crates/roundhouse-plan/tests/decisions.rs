@@ -1061,3 +1061,45 @@ fn evidence_turns_a_missing_record_into_state_lost() {
         assert_eq!(item.action, want, "allow {allow}: {}", item.reason);
     }
 }
+
+/// Snippet overrides the cluster file allows are shown: in the item, and as a warning that
+/// says more when the plan re-provisions a node whose root wipe a snippet may switch off.
+#[test]
+fn allowed_snippet_overrides_are_shown() {
+    let mut w1 = node(1, Role::Worker, &dg('b'));
+    w1.snippet_overrides = vec!["root-wipe".into(), "host-keys".into()];
+    let mut w2 = node(2, Role::Worker, &dg('b'));
+    w2.snippet_overrides = vec!["ignition-ran".into()];
+    let w3 = node(3, Role::Worker, &dg('b'));
+    let o = observe(vec![
+        (
+            mac(1),
+            NodeState::Installed(installed("node1.example", known('a'), ProvisionPath::Pxe)),
+        ),
+        (
+            mac(2),
+            NodeState::Installed(installed("node2.example", known('b'), ProvisionPath::Pxe)),
+        ),
+        (
+            mac(3),
+            NodeState::Installed(installed("node3.example", known('a'), ProvisionPath::Pxe)),
+        ),
+    ]);
+    let p = plan(&desired(vec![w1, w2, w3]), &o, NOW).unwrap();
+    assert_eq!(p.item("w1").unwrap().action, Action::ReprovisionInPlace);
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with("node w1: its snippets may change root-wipe, host-keys")
+            && p.warnings[0].contains("without the ROOT wipe"),
+        "{}",
+        p.warnings[0]
+    );
+    assert_eq!(
+        p.warnings[1],
+        "node w2: its snippets may change ignition-ran (allow_snippet_overrides)"
+    );
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(json["items"][0]["snippet_overrides"][1], "host-keys");
+    assert!(json["items"][2].get("snippet_overrides").is_none());
+    assert!(render_table(&p).contains("warning: node w1: its snippets may change"));
+}

@@ -44,6 +44,7 @@ fn main() {
             .map(|i| DesiredNode {
                 name: format!("node-{i:07}"),
                 hooks: vec![],
+                snippet_overrides: vec![],
                 mac: mac(i),
                 domain: format!("node-{i}.lab"),
                 role: if i < 5 {

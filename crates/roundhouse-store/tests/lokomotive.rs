@@ -25,6 +25,7 @@ fn desired_node(name: &str, m: &str, domain: &str, role: Role) -> DesiredNode {
         role,
         digest: format!("sha256:{}", "d".repeat(64)),
         hooks: vec![],
+        snippet_overrides: vec![],
     }
 }
 

@@ -28,6 +28,7 @@ fn node(n: u8, role: Role) -> DesiredNode {
         role,
         digest: dg('b'),
         hooks: vec![],
+        snippet_overrides: vec![],
     }
 }
 

@@ -41,6 +41,7 @@ pub fn node(n: u8, role: Role, digest: &str) -> DesiredNode {
         role,
         digest: digest.to_string(),
         hooks: vec![],
+        snippet_overrides: vec![],
     }
 }
 
