@@ -5,6 +5,8 @@
 //!
 //! Needs what tests/sim_apply.rs needs (root, curl, openssh-client, util-linux, bash).
 
+// Shared with the other sim tests; this one uses part of it.
+#[allow(dead_code)]
 mod sim;
 
 use std::path::{Path, PathBuf};
