@@ -249,10 +249,17 @@ pub fn make_plan(prepared: &Prepared, observed: &Observed) -> anyhow::Result<Pla
 /// prints one row per node: provision (PXE), reprovision-in-place (SSH), resume (an
 /// interrupted attempt), run-hooks (only post-provision hooks whose inputs changed, or that
 /// have not run since the last installation), hold (changed, but the role's policy keeps the
-/// old config: drift) or none. Writes nothing except SSH keys that do not exist yet (they are part of the config).
+/// old config: drift) or none. Writes nothing except SSH keys that do not exist yet (they are
+/// part of the config); the state store is opened read-only.
+///
+/// A node without a state record is planned as a new machine only if nothing suggests it was
+/// installed: its gating mark, a final-config fetch in the boot server's journal, or an SSH
+/// answer on its address make it state-lost instead (exit 3; apply refuses such a plan). See
+/// `roundhouse state recover`.
 ///
 /// With --detailed-exitcode the exit code is 0 when there is nothing to do and 2 when there
-/// are changes (as Terraform's).
+/// are changes (as Terraform's). Other exit codes: 1 error rows, 3 state-lost rows, 65
+/// invalid cluster file, 74 unreadable state store.
 ///
 /// Examples:
 ///   roundhouse plan cluster.hcl
