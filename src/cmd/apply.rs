@@ -52,6 +52,7 @@ use progress::{BarReporter, JsonReporter, LineReporter, Reporter};
 ///   roundhouse apply cluster.hcl
 ///   roundhouse apply cluster.hcl --yes --max-parallel 20 --max-failures 2
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -265,6 +265,7 @@ pub fn make_plan(prepared: &Prepared, observed: &Observed) -> anyhow::Result<Pla
 ///   roundhouse plan cluster.hcl
 ///   roundhouse plan cluster.hcl --output json --detailed-exitcode
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub config: ConfigArgs,

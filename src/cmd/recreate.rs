@@ -18,6 +18,7 @@ use crate::exit::{self, Exit};
 ///   roundhouse recreate cluster.hcl worker-2 worker-3
 ///   roundhouse recreate cluster.hcl controller-1 --allow-controllers
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct RecreateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -26,6 +26,7 @@ use crate::exit::{self, Exit};
 ///   roundhouse state import cluster.hcl state-backup.json
 ///   roundhouse state recover cluster.hcl
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct StateArgs {
     #[command(subcommand)]
     pub command: StateCommand,
@@ -47,6 +48,7 @@ pub enum StateCommand {
 ///   roundhouse state export cluster.hcl --out state-backup.json
 ///   roundhouse state export cluster.hcl > state-backup.json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -64,6 +66,7 @@ pub struct ExportArgs {
 ///   mv assets/state.redb assets/state.redb.damaged
 ///   roundhouse state import cluster.hcl state-backup.json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct ImportArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -87,6 +90,7 @@ pub struct ImportArgs {
 ///   roundhouse state recover cluster.hcl
 ///   roundhouse state recover cluster.hcl --node worker-2 --yes
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct RecoverArgs {
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -25,6 +25,7 @@ use crate::cmd::plan::{StateArgs, open_store_if_exists, prepare};
 ///   roundhouse status cluster.hcl
 ///   roundhouse status cluster.hcl --output json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
