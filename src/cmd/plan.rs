@@ -215,10 +215,20 @@ pub fn observe(
         &Sources {
             boot_state_dir: state.boot_state_dir(cluster),
             probe_timeout: Some(probe),
-            probe_parallel: 64,
+            probe_parallel: probe_parallel(),
         },
     )?;
     Ok(observed)
+}
+
+/// How many SSH probes run at once: up to 2,048, within half the open-file limit (raised to
+/// its hard maximum first, as Go's runtime does), so a large fleet that is powered off costs
+/// a few connect timeouts, not thousands.
+fn probe_parallel() -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    usize::try_from(limit / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 2048)
 }
 
 /// The error for a plan with `state-lost` rows (after the plan was shown).

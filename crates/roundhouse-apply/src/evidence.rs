@@ -127,6 +127,9 @@ pub fn read_gating(dir: &Path) -> Result<Vec<(Mac, Netboot)>, EvidenceError> {
         .collect()
 }
 
+/// Longest TCP connect of one probe.
+const CONNECT: Duration = Duration::from_secs(1);
+
 fn probe_all(targets: &[Target], timeout: Duration, parallel: usize) -> Vec<(Mac, Evidence)> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -145,7 +148,11 @@ fn probe_all(targets: &[Target], timeout: Duration, parallel: usize) -> Vec<(Mac
             let gate = Arc::clone(&gate);
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await.ok()?;
-                let key = roundhouse_ssh::host_key(&t.host, t.port, timeout)
+                // A machine that is up on the provisioning network answers a TCP connect in
+                // milliseconds; one that is off (a fresh fleet) never does. Bounding the
+                // connect keeps the first plan of a large powered-off fleet short.
+                let connect = timeout.min(CONNECT);
+                let key = roundhouse_ssh::host_key(&t.host, t.port, connect, timeout)
                     .await
                     .ok()?;
                 let fingerprint = roundhouse_ssh::fingerprint(&key);

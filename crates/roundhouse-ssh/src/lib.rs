@@ -173,18 +173,29 @@ impl client::Handler for Observe {
     }
 }
 
-/// The host key the SSH server at `host:port` presents, without logging in: connects, runs
-/// the key exchange, disconnects, all within `timeout`. A probe, for evidence that a machine
-/// runs an OS (and which host key it has); never a basis for trusting the machine.
-pub async fn host_key(host: &str, port: u16, timeout: Duration) -> Result<PublicKey, SshError> {
+/// The host key the SSH server at `host:port` presents, without logging in: connects (within
+/// `connect`), runs the key exchange, disconnects, all within `timeout`. A probe, for evidence
+/// that a machine runs an OS (and which host key it has); never a basis for trusting the
+/// machine.
+pub async fn host_key(
+    host: &str,
+    port: u16,
+    connect: Duration,
+    timeout: Duration,
+) -> Result<PublicKey, SshError> {
     let name = format!("{host}:{port}");
     let presented = Arc::new(Mutex::new(None));
     let handler = Observe {
         presented: Arc::clone(&presented),
     };
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host, port))
+        let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect((host, port)))
             .await
+            .map_err(|_| SshError::Timeout {
+                target: name.clone(),
+                step: "connecting",
+                after: connect,
+            })?
             .map_err(|source| SshError::Connect {
                 target: name.clone(),
                 source,
