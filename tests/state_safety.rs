@@ -194,6 +194,15 @@ fn lost_damaged_and_swapped_state_never_becomes_a_wipe_and_comes_back() {
         "a reader wrote the store"
     );
 
+    // Every node says over SSH which config it runs, and it is what the store records.
+    let out = lab.roundhouse(&["status", "cluster.hcl", "--probe", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let probed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for n in probed["nodes"].as_array().unwrap() {
+        assert_eq!(n["running"]["matches_applied"], true, "{n}");
+        assert_eq!(n["running"]["digest"], n["applied_digest"], "{n}");
+    }
+
     // A backup, taken while all is well.
     let backup = lab.root().join("backup.json");
     let out = lab.roundhouse(&["state", "export", "cluster.hcl", "--out", "backup.json"]);

@@ -1,10 +1,8 @@
 //! `roundhouse state export|import|recover`: backups of the state store, and the way back when
 //! it was lost.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -203,38 +201,27 @@ fn recover(args: RecoverArgs) -> anyhow::Result<()> {
         eprintln!("every node has a record: nothing to recover");
         return Ok(());
     }
-    let operator = prepared.keys.operator.private();
-    let timeout = Duration::from_secs(args.connect_timeout.max(1));
-    let mut probes = Vec::new();
+    let mut nodes = Vec::new();
     for n in &candidates {
-        let keys = prepared
-            .keys
-            .pinned_host_keys(&n.name)
-            .with_context(|| format!("node {}: pinned host keys", n.name))?;
-        let target = roundhouse_ssh::Target {
-            host: n.domain.clone(),
-            port: n.ssh_port,
-            user: "core".into(),
-        };
-        probes.push((n.name.clone(), target, keys));
+        nodes.push(recover::Node {
+            name: n.name.clone(),
+            target: roundhouse_ssh::Target {
+                host: n.domain.clone(),
+                port: n.ssh_port,
+                user: "core".into(),
+            },
+            host_keys: prepared
+                .keys
+                .pinned_host_keys(&n.name)
+                .with_context(|| format!("node {}: pinned host keys", n.name))?,
+        });
     }
-    eprintln!("asking {} node(s) over SSH what they run…", probes.len());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let findings: BTreeMap<String, Finding> = runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (name, target, keys) in probes {
-            let key = Arc::clone(&operator);
-            tasks.spawn(async move { (name, recover::probe(&target, key, keys, timeout).await) });
-        }
-        let mut out = BTreeMap::new();
-        while let Some(Ok((name, finding))) = tasks.join_next().await {
-            out.insert(name, finding);
-        }
-        out
-    });
+    eprintln!("asking {} node(s) over SSH what they run…", nodes.len());
+    let findings = recover::probe_all(
+        nodes,
+        prepared.keys.operator.private(),
+        Duration::from_secs(args.connect_timeout.max(1)),
+    );
 
     let at = now();
     let mut changes = Vec::new();

@@ -2,7 +2,11 @@
 
 use std::io::Write;
 
+use std::time::Duration;
+
+use anyhow::Context;
 use roundhouse_apply::journal::JournalReader;
+use roundhouse_apply::recover::{self, Finding};
 use roundhouse_plan::{AppliedDigest, short_digest};
 use roundhouse_render::{MANIFEST_FILE, Manifest};
 use roundhouse_store::{EventQuery, StateStore};
@@ -34,6 +38,13 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+    /// Also ask every node over SSH (pinned host key, operator key) which config it runs
+    /// (/etc/roundhouse/config-digest), and say where that differs from the store.
+    #[arg(long)]
+    pub probe: bool,
+    /// Seconds for one SSH connection attempt with --probe.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub connect_timeout: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +60,21 @@ struct NodeStatus {
     last_action: Option<LastAction>,
     pending_intent: Option<roundhouse_plan::Intent>,
     hooks: Vec<HookStatus>,
+    /// With --probe: what the node itself says it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running: Option<Running>,
+}
+
+/// What a node reported over SSH (`status --probe`).
+#[derive(Debug, Serialize)]
+struct Running {
+    /// The digest in its /etc/roundhouse/config-digest, if it could be read.
+    digest: Option<String>,
+    /// Why there is none (unreachable, no such file, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The node's digest equals the applied digest the store records.
+    matches_applied: bool,
 }
 
 /// A post-provision hook on one node: `done` when it succeeded with its current inputs since
@@ -93,6 +119,30 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
     let published = roundhouse_apply::publish::Published::load(&cluster.asset_dir);
+    let mut probed = if args.probe {
+        let mut nodes = Vec::new();
+        for n in &cluster.nodes {
+            nodes.push(recover::Node {
+                name: n.name.clone(),
+                target: roundhouse_ssh::Target {
+                    host: n.domain.clone(),
+                    port: n.ssh_port,
+                    user: "core".into(),
+                },
+                host_keys: prepared
+                    .keys
+                    .pinned_host_keys(&n.name)
+                    .with_context(|| format!("node {}: pinned host keys", n.name))?,
+            });
+        }
+        recover::probe_all(
+            nodes,
+            prepared.keys.operator.private(),
+            Duration::from_secs(args.connect_timeout.max(1)),
+        )
+    } else {
+        Default::default()
+    };
     let mut rows = Vec::new();
     for (node, rendered) in cluster.nodes.iter().zip(&prepared.rendered.nodes) {
         let record = match &store {
@@ -148,7 +198,20 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                 }
             })
             .collect();
+        let running = probed.remove(&node.name).map(|f| {
+            let (digest, error) = match f {
+                Finding::Digest(d) => (Some(d), None),
+                Finding::NoDigest { detail } => (None, Some(detail)),
+                Finding::Unreachable(why) => (None, Some(why)),
+            };
+            Running {
+                matches_applied: digest.is_some() && digest.as_deref() == applied_known,
+                digest,
+                error,
+            }
+        });
         rows.push(NodeStatus {
+            running,
             hooks,
             name: node.name.clone(),
             role: node.role.as_str(),
@@ -216,6 +279,25 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
                     hooks,
                     action
                 )?;
+            }
+            if args.probe {
+                writeln!(out, "\nWhat each node says it runs (--probe):")?;
+                for r in &rows {
+                    let Some(run) = &r.running else { continue };
+                    let said = match (&run.digest, &run.error) {
+                        (Some(d), _) if run.matches_applied => {
+                            format!("{} (as recorded)", short_digest(d))
+                        }
+                        (Some(d), _) => format!(
+                            "{}, but the store records {}",
+                            short_digest(d),
+                            r.applied_digest.as_ref().map_or("nothing", |a| a.short())
+                        ),
+                        (None, Some(e)) => format!("unknown: {e}"),
+                        (None, None) => "unknown".to_string(),
+                    };
+                    writeln!(out, "{:<16} {said}", r.name)?;
+                }
             }
         }
     }

@@ -116,6 +116,63 @@ pub async fn probe(
     finding
 }
 
+/// A node to ask: its name, where SSH reaches it, and the host keys it may present.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Node name (the key of the result).
+    pub name: String,
+    /// `core@domain:port`.
+    pub target: Target,
+    /// Its pinned host keys.
+    pub host_keys: Vec<PublicKey>,
+}
+
+/// [`probe`]s every node at once (each bounded by `connect_timeout` to log in); the result
+/// has an entry per node.
+pub fn probe_all(
+    nodes: Vec<Node>,
+    operator_key: Arc<PrivateKey>,
+    connect_timeout: Duration,
+) -> std::collections::BTreeMap<String, Finding> {
+    let mut out = std::collections::BTreeMap::new();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            for n in nodes {
+                out.insert(
+                    n.name,
+                    Finding::Unreachable(format!("no async runtime: {e}")),
+                );
+            }
+            return out;
+        }
+    };
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in nodes {
+            let key = Arc::clone(&operator_key);
+            tasks.spawn(async move {
+                let finding = probe(&n.target, key, n.host_keys, connect_timeout).await;
+                (n.name, finding)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, finding)) = done {
+                out.insert(name, finding);
+            }
+        }
+    });
+    for name in names {
+        out.entry(name)
+            .or_insert_with(|| Finding::Unreachable("the probe did not finish".into()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
