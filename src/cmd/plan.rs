@@ -10,6 +10,7 @@ use anyhow::Context;
 use bootdata::Mac;
 use roundhouse_apply::evidence::{self, Sources, Target};
 use roundhouse_apply::keys::{KeyStore, LoadedKeys};
+use roundhouse_apply::recover;
 use roundhouse_config::Cluster;
 use roundhouse_plan::{Desired, DesiredNode, Observed, Plan};
 use roundhouse_render::{RenderOptions, RenderedCluster};
@@ -172,6 +173,30 @@ pub fn per_operation() -> OpenMode {
     }
 }
 
+/// `nodes` as SSH probes see them: `core@domain:ssh_port` and their pinned host keys.
+pub fn probe_nodes<'a>(
+    prepared: &Prepared,
+    nodes: impl IntoIterator<Item = &'a roundhouse_config::Node>,
+) -> anyhow::Result<Vec<recover::Node>> {
+    nodes
+        .into_iter()
+        .map(|n| {
+            Ok(recover::Node {
+                name: n.name.clone(),
+                target: roundhouse_ssh::Target {
+                    host: n.domain.clone(),
+                    port: n.ssh_port,
+                    user: "core".into(),
+                },
+                host_keys: prepared
+                    .keys
+                    .pinned_host_keys(&n.name)
+                    .with_context(|| format!("node {}: pinned host keys", n.name))?,
+            })
+        })
+        .collect()
+}
+
 /// The planner's input: the store's records (read-only), and for every node without a record
 /// the evidence that it was installed before (gating, fetch journal, an SSH probe).
 pub fn observe(
@@ -193,23 +218,22 @@ pub fn observe(
                 message: "error: --probe-timeout must be a positive number of seconds".into(),
             })
         })?;
-    let mut targets = Vec::new();
-    for n in cluster
+    let unrecorded: Vec<&roundhouse_config::Node> = cluster
         .nodes
         .iter()
         .filter(|n| !observed.nodes.contains_key(&n.mac))
-    {
-        targets.push(Target {
-            name: n.name.clone(),
+        .collect();
+    let targets: Vec<Target> = probe_nodes(prepared, unrecorded.iter().copied())?
+        .into_iter()
+        .zip(&unrecorded)
+        .map(|(p, n)| Target {
+            name: p.name,
             mac: n.mac,
-            host: n.domain.clone(),
-            port: n.ssh_port,
-            host_keys: prepared
-                .keys
-                .pinned_host_keys(&n.name)
-                .with_context(|| format!("node {}: pinned host keys", n.name))?,
-        });
-    }
+            host: p.target.host,
+            port: p.target.port,
+            host_keys: p.host_keys,
+        })
+        .collect();
     observed.evidence = evidence::gather(
         &targets,
         &Sources {

@@ -10,7 +10,7 @@ use roundhouse_apply::recover::{self, Finding, Recovery};
 use roundhouse_store::{Change, Export, StateDir, StateStore, now};
 
 use crate::cmd::common::{ConfigArgs, take_lock, write_private};
-use crate::cmd::plan::{open_store_if_exists, per_operation, prepare, store_error};
+use crate::cmd::plan::{open_store_if_exists, per_operation, prepare, probe_nodes, store_error};
 use crate::exit::{self, Exit};
 
 /// Back up, restore and recover the state store (`<asset_dir>/state.redb`).
@@ -201,21 +201,7 @@ fn recover(args: RecoverArgs) -> anyhow::Result<()> {
         eprintln!("every node has a record: nothing to recover");
         return Ok(());
     }
-    let mut nodes = Vec::new();
-    for n in &candidates {
-        nodes.push(recover::Node {
-            name: n.name.clone(),
-            target: roundhouse_ssh::Target {
-                host: n.domain.clone(),
-                port: n.ssh_port,
-                user: "core".into(),
-            },
-            host_keys: prepared
-                .keys
-                .pinned_host_keys(&n.name)
-                .with_context(|| format!("node {}: pinned host keys", n.name))?,
-        });
-    }
+    let nodes = probe_nodes(&prepared, candidates.iter().copied())?;
     eprintln!("asking {} node(s) over SSH what they run…", nodes.len());
     let findings = recover::probe_all(
         nodes,

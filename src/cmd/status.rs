@@ -4,7 +4,6 @@ use std::io::Write;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use roundhouse_apply::journal::JournalReader;
 use roundhouse_apply::recover::{self, Finding};
 use roundhouse_plan::{AppliedDigest, short_digest};
@@ -13,7 +12,7 @@ use roundhouse_store::{EventQuery, StateStore};
 use serde::Serialize;
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
-use crate::cmd::plan::{StateArgs, open_store_if_exists, prepare};
+use crate::cmd::plan::{StateArgs, open_store_if_exists, prepare, probe_nodes};
 
 /// Show each node's desired and applied config, its last fetch and its last action.
 ///
@@ -120,21 +119,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             .and_then(|b| serde_json::from_slice(&b).ok());
     let published = roundhouse_apply::publish::Published::load(&cluster.asset_dir);
     let mut probed = if args.probe {
-        let mut nodes = Vec::new();
-        for n in &cluster.nodes {
-            nodes.push(recover::Node {
-                name: n.name.clone(),
-                target: roundhouse_ssh::Target {
-                    host: n.domain.clone(),
-                    port: n.ssh_port,
-                    user: "core".into(),
-                },
-                host_keys: prepared
-                    .keys
-                    .pinned_host_keys(&n.name)
-                    .with_context(|| format!("node {}: pinned host keys", n.name))?,
-            });
-        }
+        let nodes = probe_nodes(&prepared, &cluster.nodes)?;
         recover::probe_all(
             nodes,
             prepared.keys.operator.private(),
