@@ -113,6 +113,18 @@ pub enum StoreError {
         /// Events in it.
         events: usize,
     },
+    /// A database server (the PostgreSQL backend) failed, refused, or could not be reached.
+    /// `store` names it without credentials; `source` is the client's error, kept whole.
+    #[error("state store {store}: {what}: {source}")]
+    Backend {
+        /// The store, as `postgres://user@host:port/db` (never with a password).
+        store: String,
+        /// What was being done, and where (`cannot connect to PostgreSQL at db1:5432`).
+        what: String,
+        /// The client's or server's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// The change is not allowed from the node's current state.
     #[error("node {mac}: {source}")]
     Transition {

@@ -1,8 +1,11 @@
-//! The StateStore contract, run against every backend: the embedded store in both open modes
-//! and the in-memory one. Plus durability: what was committed is there after reopening.
+//! The StateStore contract, run against every backend: the embedded store in both open modes,
+//! the in-memory one, and PostgreSQL (a throwaway server the tests start; without Debian's
+//! postgresql-15 these tests fail, naming the package). Plus durability: what was committed
+//! is there after reopening. Each run prints how long each backend took (`--nocapture`).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bootdata::Mac;
 use roundhouse_plan::{AppliedDigest, Intent, IntentStage, NodeState, ProvisionPath, Timestamp};
@@ -10,6 +13,8 @@ use roundhouse_store::{
     Change, EventQuery, FetchRecord, MemoryStore, OpenMode, RedbStore, StateDir, StateStore,
     StoreError,
 };
+use roundhouse_store_pg::PgStore;
+use roundhouse_store_pg::testing::TestServer;
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_unix_millis(1_764_064_980_000 + s * 1000)
@@ -41,37 +46,56 @@ fn fetch(m: Mac, at: Timestamp, digest: &str) -> FetchRecord {
     }
 }
 
-fn backends(dir: &std::path::Path) -> Vec<(&'static str, Box<dyn StateStore>)> {
+type Open = fn(&Path, &TestServer) -> Box<dyn StateStore>;
+
+/// Every backend, by name, with how to open a fresh, empty store of it.
+fn backends() -> Vec<(&'static str, Open)> {
     vec![
-        (
-            "memory",
-            Box::new(MemoryStore::new()) as Box<dyn StateStore>,
-        ),
-        (
-            "redb held",
+        ("memory", |_, _| Box::new(MemoryStore::new())),
+        ("redb held", |dir, _| {
             Box::new(
                 StateDir::new(dir.join("held"))
                     .open_store(OpenMode::Held)
                     .unwrap(),
-            ),
-        ),
-        (
-            "redb per-operation",
+            )
+        }),
+        ("redb per-operation", |dir, _| {
             Box::new(
                 StateDir::new(dir.join("perop"))
                     .open_store(OpenMode::PerOperation {
                         wait: Duration::from_secs(5),
                     })
                     .unwrap(),
-            ),
-        ),
+            )
+        }),
+        // A new database on the shared test server for each store.
+        ("postgres", |_, pg| {
+            Box::new(PgStore::open(&pg.create_database()).unwrap())
+        }),
     ]
+}
+
+/// Runs `check` on a fresh store of every backend, and says how long each took.
+fn each_backend(test: &str, check: impl Fn(&str, &dyn StateStore)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = TestServer::shared();
+    for (name, open) in backends() {
+        let start = Instant::now();
+        let store = open(tmp.path(), &pg);
+        let opened = start.elapsed();
+        check(name, &*store);
+        drop(store);
+        eprintln!(
+            "{test} on {name}: open {:.1} ms, contract {:.1} ms",
+            opened.as_secs_f64() * 1e3,
+            (start.elapsed() - opened).as_secs_f64() * 1e3
+        );
+    }
 }
 
 #[test]
 fn lifecycle_changes_and_history() {
-    let tmp = tempfile::tempdir().unwrap();
-    for (name, store) in backends(tmp.path()) {
+    each_backend("lifecycle_changes_and_history", |name, store| {
         let m = mac(1);
         assert_eq!(store.node(&m).unwrap(), None, "{name}");
         store
@@ -197,13 +221,12 @@ fn lifecycle_changes_and_history() {
         assert_eq!(observed.nodes[&m].state, r.state);
         let macs: Vec<Mac> = store.nodes().unwrap().iter().map(|r| r.mac).collect();
         assert_eq!(macs, [mac(1), mac(2)], "{name}");
-    }
+    });
 }
 
 #[test]
 fn fetch_journal_queries() {
-    let tmp = tempfile::tempdir().unwrap();
-    for (name, store) in backends(tmp.path()) {
+    each_backend("fetch_journal_queries", |name, store| {
         let (a, b) = (mac(1), mac(2));
         assert_eq!(store.last_fetch(&a).unwrap(), None);
         store.record_fetch(&fetch(a, t(10), "sha256:01")).unwrap();
@@ -251,7 +274,7 @@ fn fetch_journal_queries() {
                 .len(),
             1
         );
-    }
+    });
 }
 
 #[test]
@@ -306,8 +329,7 @@ fn schema_version_is_checked() {
 
 #[test]
 fn batch_is_all_or_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    for (name, store) in backends(tmp.path()) {
+    each_backend("batch_is_all_or_nothing", |name, store| {
         let ok = vec![
             (
                 mac(1),
@@ -360,7 +382,7 @@ fn batch_is_all_or_nothing() {
             before_events,
             "{name}"
         );
-    }
+    });
 }
 
 /// Many threads writing at once (as apply's node tasks do) are group-committed: fewer commits

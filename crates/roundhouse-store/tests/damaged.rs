@@ -11,6 +11,8 @@ use roundhouse_store::{
     Change, EventQuery, Export, FetchRecord, MemoryStore, OpenMode, RedbStore, StateStore,
     StoreError,
 };
+use roundhouse_store_pg::PgStore;
+use roundhouse_store_pg::testing::TestServer;
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_unix_millis(1_764_064_980_000 + s * 1000)
@@ -176,11 +178,16 @@ fn export_import_round_trip_on_every_backend() {
     // Through the JSON form, as a backup file would go.
     let export = Export::from_json(&export.to_json()).unwrap();
 
+    let pg = TestServer::shared();
     let targets: Vec<(&str, Box<dyn StateStore>)> = vec![
         ("memory", Box::new(MemoryStore::new())),
         (
             "redb",
             Box::new(RedbStore::open(dir.path().join("dst.redb"), OpenMode::Held).unwrap()),
+        ),
+        (
+            "postgres",
+            Box::new(PgStore::open(&pg.create_database()).unwrap()),
         ),
     ];
     for (name, target) in targets {
@@ -205,6 +212,12 @@ fn export_import_round_trip_on_every_backend() {
             matches!(target.import(&export), Err(StoreError::NotEmpty { .. })),
             "{name}"
         );
+        // And back: this backend's export (with the new note) into a fresh embedded store.
+        let out = target.export(t(3000)).unwrap();
+        let back =
+            RedbStore::open(dir.path().join(format!("back-{name}.redb")), OpenMode::Held).unwrap();
+        back.import(&out).unwrap();
+        assert_eq!(back.export(t(3000)).unwrap(), out, "{name} -> redb");
     }
 }
 
