@@ -8,7 +8,8 @@
 # Peers are real: `roundhouse serve` (release build), one OpenSSH sshd answering for every
 # node (all nodes get the same host key, pre-placed in the keys directory, and domains
 # 127.0.x.y on one port), and a power command per node (a shell script that sleeps T, then
-# fetches the node's final config from the boot server with curl). The sshd runs in a mount
+# fetches the node's final config from the boot server with curl; the first one also starts
+# the sshd: machines that are off answer no SSH). The sshd runs in a mount
 # namespace over an overlay of / where /ignition_ran exists and `sudo` ignores `rm`, so every
 # node's wait sees the flag. Needs root, openssh-server, curl, util-linux.
 set -euo pipefail
@@ -41,6 +42,7 @@ ssh_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 ssh-keygen -q -t ed25519 -N "" -C shared-host-key -f host_key
 cat > power.sh <<EOF
 #!/bin/sh
+touch "$work/powered"
 ( sleep $t; curl -fsS "$boot/ignition?mac=\$mac&os=installed" -o /dev/null ) </dev/null >/dev/null 2>&1 &
 EOF
 chmod 755 power.sh
@@ -92,9 +94,12 @@ chmod 755 "$R/usr/local/bin/sudo"
 exec chroot "$R" /usr/sbin/sshd -D -e -f "$2"
 EOF
 chmod 755 node.sh
-unshare -m --propagation private ./node.sh "$work/ns" "$work/sshd_config" 2> sshd.log &
+# The machines are off until their first power action: nothing answers SSH before (an answer
+# with a node's managed host key would be evidence of an earlier install to `apply`, which then
+# refuses to reinstall it). The first power action "boots" the shared sshd.
+( while [ ! -e "$work/powered" ]; do sleep 0.05; done
+  exec unshare -m --propagation private ./node.sh "$work/ns" "$work/sshd_config" 2> sshd.log ) &
 pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$ssh_port") 2>/dev/null && break; sleep 0.05; done
 
 start=$(date +%s.%N)
 set +e
