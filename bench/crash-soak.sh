@@ -55,7 +55,7 @@ POLL=(--poll-initial 0.2 --poll-max 0.5)
 MAX_FAILURE_COPIES=5
 
 if [ -z "${ROUNDHOUSE:-}" ]; then
-  cargo build --quiet --bin roundhouse || { echo "crash-soak: cargo build failed" >&2; exit 2; }
+  cargo build --quiet --locked --bin roundhouse || { echo "crash-soak: cargo build failed" >&2; exit 2; }
   ROUNDHOUSE="$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/roundhouse"
 fi
