@@ -89,7 +89,7 @@ trap 'echo "crash-soak: interrupted" >&2; exit 130' INT TERM
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 log() { printf '[%6.1fs] %s\n' "$(sub "$(date +%s.%N)" "$T0")" "$*" >&2; }
 violations=0
-declare -a violation_lines=()
+declare -a violation_lines=() bad_trials=()
 failure_copies=0
 violate() {
   violations=$((violations + 1))
@@ -134,7 +134,8 @@ run_apply() {
 # Where a killed apply was: before the plan was printed (loading, rendering, planning), between
 # plan and the first node (publishing), trigger (some worker journaled but its reboot not yet
 # recorded as triggered), wait (every worker triggered), after (every worker confirmed). Per
-# worker: not-started, started, rebooting (the reboot was being sent), waiting, done.
+# worker: not-started, started, rebooting (the reboot was being sent), waiting (triggered),
+# fetched (apply saw the fetch; checking /ignition_ran, removing it, confirming), done.
 phase_of() { # log
   python3 - "$1" "$WORKERS" <<'EOF'
 import sys, re
@@ -151,6 +152,7 @@ for w in workers:
         if kind == "started": s = "started"
         elif msg.startswith("rebooting") or msg.startswith("resuming: no sign"): s = "rebooting"
         elif msg.startswith("waiting up to") or msg.startswith("resuming: the in-place"): s = "waiting"
+        elif msg.startswith("fetched its new final config"): s = "fetched"
         elif kind == "succeeded": s = "done"
         elif kind == "failed": s = "failed"
     state[w] = s
@@ -349,7 +351,7 @@ for ((t = 1; t <= TRIALS; t++)); do
     ok=0
   fi
   check "$t" "$base.before" "$base.after" "$CTL_DIGEST" || ok=0
-  [ "$ok" = 1 ] || keep_evidence "$t"
+  [ "$ok" = 1 ] || { keep_evidence "$t"; bad_trials+=("$t"); }
   log "trial $t/$TRIALS: $note$second; $runs re-run(s); $(resume_kinds "$base".rerun-*.log)$([ "$ok" = 1 ] || echo '; VIOLATION')"
 done
 
@@ -362,11 +364,11 @@ wall=$(sub "$(date +%s.%N)" "$T0")
   printf '  kill delays (s): %s\n' "$(printf '%s\n' "${delays[@]}" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "min %.3f, p25 %.3f, median %.3f, p75 %.3f, max %.3f", a[1], a[int(NR*0.25)+1], a[int(NR*0.5)+1], a[int(NR*0.75)+1], a[NR]}')"
   printf '  kill landed:'; for k in before-plan publish trigger wait after; do printf ' %s=%s' "$k" "${phase_count[$k]:-0}"; done
   for k in "${!phase_count[@]}"; do case $k in before-plan|publish|trigger|wait|after) ;; *) printf ' %s=%s' "$k" "${phase_count[$k]}";; esac; done; echo
-  printf '  workers at the kill:'; for k in not-started started rebooting waiting done failed; do printf ' %s=%s' "$k" "${worker_state_count[$k]:-0}"; done; echo
+  printf '  workers at the kill:'; for k in not-started started rebooting waiting fetched done failed; do printf ' %s=%s' "$k" "${worker_state_count[$k]:-0}"; done; echo
   printf '  re-runs per trial:'; for k in $(printf '%s\n' "${!rerun_hist[@]}" | sort -n); do printf ' %s:%s' "$k" "${rerun_hist[$k]}"; done
   echo " (total $total_reruns, $rerun_failures exited non-zero)"
   echo "  what the re-runs did per worker: $(resume_kinds "${all_resume_logs[@]}")"
-  echo "  violations: $violations"
+  echo "  violations: $violations, in ${#bad_trials[@]} trial(s)${bad_trials[*]:+: ${bad_trials[*]}}"
   for v in "${violation_lines[@]}"; do echo "    $v"; done
   printf '  wall time: %.0fs\n' "$wall"
 } | tee "$WORK/summary.txt"
