@@ -26,8 +26,8 @@
 #      server's journal; the controller's boots, installs and Ignition runs unchanged.
 #
 # Violations are printed as they are found (`VIOLATION trial N: ...`); the lab directory of the
-# first few failing trials is copied to /tmp/soak-failure-N (without the simulator's namespace
-# mounts). The summary goes to stdout and to $WORK/summary.txt; exit 1 if anything was violated.
+# first five failing trials is copied to /tmp/soak-failure-N (the next free N; without the
+# simulator's namespace mounts) with the trial's logs and the simulator's machine table. The summary goes to stdout and to $WORK/summary.txt; exit 1 if anything was violated.
 #
 # Environment:
 #   ROUNDHOUSE=path      binary to test (default: `cargo build` and ${CARGO_TARGET_DIR:-target}/debug)
@@ -99,8 +99,10 @@ violate() {
 keep_evidence() { # trial
   [ "$failure_copies" -lt "$MAX_FAILURE_COPIES" ] || return 0
   failure_copies=$((failure_copies + 1))
-  local dest="/tmp/soak-failure-$failure_copies"
-  rm -rf "$dest" && mkdir -p "$dest/lab"
+  local n=1
+  while [ -e "/tmp/soak-failure-$n" ]; do n=$((n + 1)); done   # never overwrite earlier evidence
+  local dest="/tmp/soak-failure-$n"
+  mkdir -p "$dest/lab"
   tar -C "$LAB" --exclude=./sim/ns -cf - . 2>/dev/null | tar -C "$dest/lab" -xf -
   cp -a "$LOGS/trial-$1".* "$dest/" 2>/dev/null
   sim_table >"$dest/machines.json" 2>/dev/null
