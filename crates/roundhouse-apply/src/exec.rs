@@ -815,13 +815,6 @@ impl Executor {
                         let out = session.exec("test -f /ignition_ran").await;
                         match out {
                             Ok(o) if o.success() => {
-                                self.run_checked(
-                                    &session,
-                                    "sudo rm -f /ignition_ran",
-                                    "removing /ignition_ran after success",
-                                )
-                                .await?;
-                                session.close().await;
                                 if let Some(nb) = &self.netboot {
                                     nb.set_installed(spec.mac, &spec.name)
                                         .map_err(|e| format!("marking it installed: {e}"))?;
@@ -831,7 +824,25 @@ impl Executor {
                                 if path == ProvisionPath::Pxe {
                                     self.boot_device_after_install(spec).await;
                                 }
-                                return self.change(spec, Change::Confirm);
+                                // Confirm before removing the flag: the flag is this attempt's
+                                // only proof, and a crash between removing it and confirming
+                                // would leave a resume that can never see it again (it would
+                                // fail, and the next apply would wipe the node a second time).
+                                // A flag left by a crash after confirming is harmless: every
+                                // trigger removes a stale one before rebooting.
+                                self.change(spec, Change::Confirm)?;
+                                if let Err(e) = self
+                                    .run_checked(
+                                        &session,
+                                        "sudo rm -f /ignition_ran",
+                                        "removing /ignition_ran after success",
+                                    )
+                                    .await
+                                {
+                                    self.step(spec, format!("warning: {e}"));
+                                }
+                                session.close().await;
+                                return Ok(());
                             }
                             Ok(_) => {
                                 last_ssh = "reachable, but /ignition_ran does not exist yet".into()
