@@ -247,7 +247,7 @@ pub(crate) struct UrlProblem {
     pub secret: bool,
 }
 
-const SECRET_HELP: &str = "secrets don't belong in the cluster file: put the password in a file \
+const SECRET_HELP: &str = "secrets don't belong in the cluster file or a URL: put the password in a file \
     named by `state_password_file`, in PGPASSWORD, or in ~/.pgpass";
 
 /// Checks a `postgres://user@host:port/db?sslmode=…&sslrootcert=…` URL (`state_url` or

@@ -8,6 +8,12 @@
 //!   where the password comes from; it never prints the password.
 //! - [`PgStore::open`]: connects, applies the schema migrations the database lacks (see
 //!   [`SCHEMA_VERSION`]), and returns a store.
+//! - [`PgStore::open_existing`]: for reading commands; creates and migrates nothing, refuses a
+//!   database without the schema or at an older version ("run `roundhouse state migrate`").
+//! - [`PgStore::migrate`]: `roundhouse state migrate`.
+//! - [`PgStore::try_lock`]: the apply lock, a session advisory lock naming its holder.
+//! - [`StateLocation`]: the cluster's backend (embedded file or PostgreSQL), opened the same
+//!   way by every command; [`WriteSession`] holds the apply lock while a command writes.
 //! - [`testing::TestServer`]: a throwaway PostgreSQL for tests.
 //!
 //! # Design
