@@ -15,8 +15,9 @@ pub const STATE_LOST: u8 = 3;
 pub const USAGE: u8 = 64;
 /// The cluster file, a snippet or other input is invalid; nothing was written (`EX_DATAERR`).
 pub const INVALID_INPUT: u8 = 65;
-/// The state store cannot be read (emptied, truncated, damaged, not a store, or a newer
-/// schema); nothing was written (`EX_IOERR`).
+/// The state store cannot be read (emptied, truncated, damaged, not a store, a schema this
+/// build does not read, or a PostgreSQL store that cannot be reached); nothing was written
+/// (`EX_IOERR`).
 pub const STATE_UNREADABLE: u8 = 74;
 // 69 (`EX_UNAVAILABLE`, the lab's missing prerequisites) is `roundhouse_lab::EXIT_PREREQUISITES`,
 // carried by `LabError::exit_code`.

@@ -12,15 +12,14 @@ use roundhouse_apply::netboot::{Decision, NetbootWriter};
 use roundhouse_apply::power::{CommandDriver, PowerDriver, driver_for};
 use roundhouse_apply::publish::{Published, initial_netboot, publish_data};
 use roundhouse_config::Power;
-use roundhouse_store::{StateDir, StateStore};
+use roundhouse_store::StateStore;
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
 
 mod progress;
 
 use crate::cmd::plan::{
-    EvidenceArgs, StateArgs, make_plan, observe, per_operation, prepare, state_lost_error,
-    store_error,
+    EvidenceArgs, StateArgs, make_plan, observe, prepare, state_lost_error, store_error,
 };
 use crate::exit::{self, Exit};
 use progress::{BarReporter, JsonReporter, LineReporter, Reporter};
@@ -130,11 +129,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
     };
     let prepared = prepare(&args.config, args.state.keys_dir.clone(), args.strict)?;
     let cluster = &prepared.cluster;
-    let state_dir = StateDir::new(&cluster.asset_dir);
-    let _lock = crate::cmd::common::take_lock(&state_dir, "apply")?;
+    // The apply lock first (on PostgreSQL: connect, bring the schema up to date, take the
+    // database's lock): a database that cannot be reached stops the apply here.
+    let session = crate::cmd::common::begin_write(cluster, "apply")?;
     // Plan from a read-only look first: a store that cannot be read, or records lost for
     // machines that were installed, stop the apply before anything is written.
-    let observed = observe(&prepared, &args.state, &args.evidence)?;
+    let observed = {
+        let store = session.read().map_err(store_error)?;
+        observe(&prepared, &args.state, &args.evidence, store.as_deref())?
+    };
     let plan = make_plan(&prepared, &observed)?;
     let json = args.output == OutputFormat::Json;
     // Live bars only where a person watches; logs and pipes get lines they can grep.
@@ -168,12 +171,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
     if plan.has_changes() && !args.yes {
         confirm(&plan)?;
     }
-    // One generation back, for a store damaged later (docs/reconciler.md, "Backups").
-    state_dir.keep_previous().map_err(store_error)?;
-    let store: Arc<dyn StateStore> =
-        Arc::new(state_dir.open_store(per_operation()).map_err(store_error)?);
+    // One generation back, for an embedded store damaged later (docs/reconciler.md,
+    // "Backups"); a database has its own.
+    session.keep_previous().map_err(store_error)?;
+    let store: Arc<dyn StateStore> = session.write().map_err(store_error)?;
     let manifest = publish_data(&prepared.rendered, &data_dir)?;
-    let records = store.nodes()?;
+    let records = store.nodes().map_err(store_error)?;
     let mut published = Published::load(&cluster.asset_dir);
     published.update(&manifest, &records)?;
     std::fs::create_dir_all(&boot_state).with_context(|| {

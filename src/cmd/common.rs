@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use roundhouse_config::{Cluster, LoadOptions};
-use roundhouse_store::{ApplyLock, LockError, StateDir, now};
+use roundhouse_store_pg::{PgLockError, StateLocation, WriteSession};
 
 use crate::exit::{self, Exit};
 
@@ -50,15 +50,32 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Takes the apply lock for `purpose`; a held lock is a plain failure naming the holder.
-pub fn take_lock(dir: &StateDir, purpose: &str) -> anyhow::Result<ApplyLock> {
-    dir.lock(purpose, now()).map_err(|e| match e {
-        LockError::Held { .. } => anyhow::Error::new(Exit {
-            code: exit::FAILURE,
-            message: format!("error: {e}"),
-        }),
-        e => e.into(),
-    })
+/// Where the cluster's state lives: `state_url` (or `ROUNDHOUSE_STATE_URL`) or the embedded
+/// store in `asset_dir`. A URL the client cannot use is invalid input.
+pub fn location(cluster: &Cluster) -> anyhow::Result<StateLocation> {
+    StateLocation::new(
+        &cluster.asset_dir,
+        cluster.state_url.as_deref(),
+        cluster.state_password_file.as_deref(),
+    )
+    .map_err(|e| Exit::invalid(format!("error: {}: {e}", cluster.source.display())))
+}
+
+/// Takes the apply lock for `purpose` (the file lock, or the database's advisory lock, after
+/// connecting and bringing its schema up to date); a held lock is a plain failure naming the
+/// holder, a database that cannot be reached is [`exit::STATE_UNREADABLE`]. Nothing is
+/// written before this succeeds.
+pub fn begin_write(cluster: &Cluster, purpose: &str) -> anyhow::Result<WriteSession> {
+    location(cluster)?
+        .begin_write(purpose)
+        .map_err(|e| match e {
+            PgLockError::Held(e) => anyhow::Error::new(Exit {
+                code: exit::FAILURE,
+                message: format!("error: {e}"),
+            }),
+            PgLockError::Store(e) => crate::cmd::plan::store_error(e),
+            e @ PgLockError::File(_) => e.into(),
+        })
 }
 
 /// Writes `bytes` to `path` as a file only its owner can read (0600 whatever the umask),

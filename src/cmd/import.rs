@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use roundhouse_store::{StateDir, import_lokomotive, now};
+use roundhouse_store::{import_lokomotive, now};
 
 use crate::cmd::common::ConfigArgs;
-use crate::cmd::plan::per_operation;
 
 /// Adopt nodes that Lokomotive installed, without reinstalling them.
 ///
@@ -32,12 +31,9 @@ pub struct ImportArgs {
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let cluster = args.config.load()?;
-    let dir = StateDir::new(&cluster.asset_dir);
-    let _lock = crate::cmd::common::take_lock(&dir, "import-lokomotive")?;
-    let store = dir
-        .open_store(per_operation())
-        .map_err(crate::cmd::plan::store_error)?;
-    let report = import_lokomotive(&store, &args.lokomotive_asset_dir, now())?;
+    let session = crate::cmd::common::begin_write(&cluster, "import-lokomotive")?;
+    let store = session.write().map_err(crate::cmd::plan::store_error)?;
+    let report = import_lokomotive(store.as_ref(), &args.lokomotive_asset_dir, now())?;
     let names: std::collections::BTreeMap<_, _> = cluster
         .nodes
         .iter()

@@ -14,7 +14,9 @@ use roundhouse_apply::recover;
 use roundhouse_config::Cluster;
 use roundhouse_plan::{Desired, DesiredNode, Observed, Plan};
 use roundhouse_render::{RenderOptions, RenderedCluster};
-use roundhouse_store::{OpenMode, RedbStore, StateDir, StateStore, StoreError};
+use std::sync::Arc;
+
+use roundhouse_store::{StateStore, StoreError};
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};
 use crate::exit::{self, Exit};
@@ -137,40 +139,51 @@ wrong guess reinstalls machines. Nothing was written. Ways back (docs/reconciler
   - no backup: move the damaged file aside, then `roundhouse state recover CLUSTER` rebuilds the records
     from the boot server's journal and from what each node reports over SSH.";
 
-/// Maps a store error to its exit code: an unreadable store is [`exit::STATE_UNREADABLE`] with
-/// the ways back; anything else is a runtime failure.
+/// What to do when the PostgreSQL store cannot be reached or read.
+const POSTGRES_HINT: &str = "Nothing was done and nothing was written. Check that the database is \
+running and reachable from here, and the user, password source and TLS settings (docs/state.md, \
+\"Connecting\"); then run the command again.";
+
+/// Maps a store error to its exit code: a store that cannot be read (damaged, a schema this
+/// build does not read, or a database that cannot be reached) is [`exit::STATE_UNREADABLE`]
+/// with the ways back; anything else is a runtime failure.
 pub fn store_error(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::Unreadable { .. } | StoreError::Schema { .. } => anyhow::Error::new(Exit {
+    let unreadable = |hint: &str| {
+        anyhow::Error::new(Exit {
             code: exit::STATE_UNREADABLE,
-            message: format!("error: {e}\n\n{RECOVERY_HINT}"),
-        }),
-        e => e.into(),
+            message: format!("error: {e}\n\n{hint}"),
+        })
+    };
+    match &e {
+        StoreError::Backend { .. } => unreadable(POSTGRES_HINT),
+        StoreError::Schema {
+            path,
+            found,
+            supported,
+        } if path.to_string_lossy().starts_with("postgres://") => {
+            if found < supported {
+                unreadable(
+                    "Nothing was written. Run `roundhouse state migrate CLUSTER_FILE` to create or \
+                     upgrade the schema (docs/state.md, \"Migrations\").",
+                )
+            } else {
+                unreadable(
+                    "Nothing was written. This database was written by a newer roundhouse: use \
+                     that version (or a newer one).",
+                )
+            }
+        }
+        StoreError::Unreadable { .. } | StoreError::Schema { .. } => unreadable(RECOVERY_HINT),
+        _ => e.into(),
     }
 }
 
-/// Opens the cluster's store read-only, or `None` when there is none yet. Reading never
-/// creates, initialises, repairs or writes the store.
-pub fn open_store_if_exists(cluster: &Cluster) -> anyhow::Result<Option<RedbStore>> {
-    let dir = StateDir::new(&cluster.asset_dir);
-    if !dir.store_path().exists() {
-        return Ok(None);
-    }
-    RedbStore::open(
-        dir.store_path(),
-        OpenMode::ReadOnly {
-            wait: Duration::from_secs(30),
-        },
-    )
-    .map(Some)
-    .map_err(store_error)
-}
-
-/// Per-operation opens, so `status` and `plan` can run while an `apply` holds the lock.
-pub fn per_operation() -> OpenMode {
-    OpenMode::PerOperation {
-        wait: Duration::from_secs(30),
-    }
+/// Opens the cluster's store to read it, or `None` when there is no embedded store yet.
+/// Reading never creates, initialises, migrates, repairs or writes the store.
+pub fn open_store_if_exists(cluster: &Cluster) -> anyhow::Result<Option<Arc<dyn StateStore>>> {
+    crate::cmd::common::location(cluster)?
+        .open_existing()
+        .map_err(store_error)
 }
 
 /// `nodes` as SSH probes see them: `core@domain:ssh_port` and their pinned host keys.
@@ -203,9 +216,10 @@ pub fn observe(
     prepared: &Prepared,
     state: &StateArgs,
     evidence: &EvidenceArgs,
+    store: Option<&dyn StateStore>,
 ) -> anyhow::Result<Observed> {
     let cluster = &prepared.cluster;
-    let mut observed = match open_store_if_exists(cluster)? {
+    let mut observed = match store {
         Some(store) => store.observed().map_err(store_error)?,
         None => Observed::default(),
     };
@@ -320,7 +334,9 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let prepared = prepare(&args.config, args.state.keys_dir.clone(), args.strict)?;
-    let observed = observe(&prepared, &args.state, &args.evidence)?;
+    let store = open_store_if_exists(&prepared.cluster)?;
+    let observed = observe(&prepared, &args.state, &args.evidence, store.as_deref())?;
+    drop(store);
     let plan = make_plan(&prepared, &observed)?;
     let mut out = std::io::stdout().lock();
     match args.output {

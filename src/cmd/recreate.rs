@@ -1,10 +1,9 @@
 //! `roundhouse recreate NODE…`: force a PXE install of nodes on the next apply.
 
 use roundhouse_config::Role;
-use roundhouse_store::{Change, StateDir, StateStore, now};
+use roundhouse_store::{Change, now};
 
 use crate::cmd::common::ConfigArgs;
-use crate::cmd::plan::per_operation;
 use crate::exit::{self, Exit};
 
 /// Mark nodes for re-creation: the next apply PXE-installs them (wiping their disks).
@@ -55,11 +54,8 @@ pub fn run(args: RecreateArgs) -> anyhow::Result<()> {
         }
         targets.push(node);
     }
-    let dir = StateDir::new(&cluster.asset_dir);
-    let _lock = crate::cmd::common::take_lock(&dir, "recreate")?;
-    let store = dir
-        .open_store(per_operation())
-        .map_err(crate::cmd::plan::store_error)?;
+    let session = crate::cmd::common::begin_write(&cluster, "recreate")?;
+    let store = session.write().map_err(crate::cmd::plan::store_error)?;
     for node in targets {
         let change = if args.cancel {
             Change::CancelRecreate

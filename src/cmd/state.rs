@@ -7,22 +7,25 @@ use std::time::Duration;
 
 use anyhow::Context;
 use roundhouse_apply::recover::{self, Finding, Recovery};
-use roundhouse_store::{Change, Export, StateDir, StateStore, now};
+use roundhouse_store::{Change, Export, StateDir, StoreError, now};
+use roundhouse_store_pg::{PgConfig, PgStore, SCHEMA_VERSION, StateLocation};
 
-use crate::cmd::common::{ConfigArgs, take_lock, write_private};
-use crate::cmd::plan::{open_store_if_exists, per_operation, prepare, probe_nodes, store_error};
+use crate::cmd::common::{ConfigArgs, begin_write, location, write_private};
+use crate::cmd::plan::{open_store_if_exists, prepare, probe_nodes, store_error};
 use crate::exit::{self, Exit};
 
-/// Back up, restore and recover the state store (`<asset_dir>/state.redb`).
+/// Back up, restore, recover and migrate the state store (`<asset_dir>/state.redb`, or the
+/// PostgreSQL database named by `state_url` / ROUNDHOUSE_STATE_URL).
 ///
 /// The store is roundhouse's record of which machines are installed and with which config.
 /// Without it roundhouse refuses to plan installed machines (they show as state-lost) rather
-/// than reinstall them. See docs/reconciler.md, "Recovering state".
+/// than reinstall them. See docs/reconciler.md, "Recovering state", and docs/state.md.
 ///
 /// Examples:
 ///   roundhouse state export cluster.hcl --out state-backup.json
 ///   roundhouse state import cluster.hcl state-backup.json
 ///   roundhouse state recover cluster.hcl
+///   roundhouse state migrate cluster.hcl --to postgres://roundhouse@db1/roundhouse
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct StateArgs {
@@ -35,6 +38,34 @@ pub enum StateCommand {
     Export(ExportArgs),
     Import(ImportArgs),
     Recover(RecoverArgs),
+    Migrate(MigrateArgs),
+}
+
+/// Create or upgrade the PostgreSQL store's schema; or copy the embedded store into PostgreSQL.
+///
+/// Without --to: applies the schema migrations the configured database (`state_url` or
+/// ROUNDHOUSE_STATE_URL) lacks, under an advisory lock, and says which version it is at. The
+/// embedded store needs none. Reading commands (plan, status, state export) never migrate: on
+/// a database without the schema they stop and point here.
+///
+/// With --to URL: copies the embedded store (<asset_dir>/state.redb: records, history, hook
+/// runs, fetch journal) into the database at URL, which must be empty, then exports both and
+/// compares them. Holds the apply lock of both meanwhile. Afterwards set `state_url = URL` in
+/// the cluster file (or ROUNDHOUSE_STATE_URL): plan shows what it showed before. The password
+/// comes from the cluster file's `state_password_file`, PGPASSWORD or ~/.pgpass, never from
+/// the URL.
+///
+/// Examples:
+///   roundhouse state migrate cluster.hcl
+///   roundhouse state migrate cluster.hcl --to 'postgres://roundhouse@db1/roundhouse?sslmode=verify-full&sslrootcert=/etc/roundhouse/pg-ca.crt'
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Copy the embedded store into the (empty) PostgreSQL database at this URL.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
 }
 
 /// Write the whole store (records, history, fetch journal) as one JSON document.
@@ -111,6 +142,7 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         StateCommand::Export(a) => export(a),
         StateCommand::Import(a) => import(a),
         StateCommand::Recover(a) => recover(a),
+        StateCommand::Migrate(a) => migrate(a),
     }
 }
 
@@ -121,7 +153,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
             code: exit::FAILURE,
             message: format!(
                 "error: there is no state store at {} (nothing to export)",
-                StateDir::new(&cluster.asset_dir).store_path().display()
+                location(&cluster)?
             ),
         }));
     };
@@ -153,22 +185,21 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let doc = Export::from_json(&bytes)
         .map_err(|e| Exit::invalid(format!("error: {}: {e}", args.file.display())))?;
-    let dir = StateDir::new(&cluster.asset_dir);
-    let _lock = take_lock(&dir, "state import")?;
-    let store = dir.open_store(per_operation()).map_err(store_error)?;
+    let session = begin_write(&cluster, "state import")?;
+    let store = session.write().map_err(store_error)?;
     store.import(&doc).map_err(|e| match e {
         e @ roundhouse_store::StoreError::NotEmpty { .. } => anyhow::Error::new(Exit {
             code: exit::FAILURE,
             message: format!("error: {e}; move it aside first (nothing was written)"),
         }),
-        e => e.into(),
+        e => store_error(e),
     })?;
     eprintln!(
         "imported {} records, {} events, {} fetches into {}",
         doc.nodes.len(),
         doc.events.len(),
         doc.fetches.len(),
-        dir.store_path().display()
+        location(&cluster)?
     );
     Ok(())
 }
@@ -184,10 +215,9 @@ fn recover(args: RecoverArgs) -> anyhow::Result<()> {
             )));
         }
     }
-    let dir = StateDir::new(&cluster.asset_dir);
-    let _lock = take_lock(&dir, "state recover")?;
+    let session = begin_write(cluster, "state recover")?;
     // Read first, read-only: a damaged store must be moved aside by the user, not overwritten.
-    let recorded = match open_store_if_exists(cluster)? {
+    let recorded = match session.read().map_err(store_error)? {
         Some(store) => store.observed().map_err(store_error)?,
         None => Default::default(),
     };
@@ -267,8 +297,8 @@ fn recover(args: RecoverArgs) -> anyhow::Result<()> {
         }
     }
     let count = changes.len();
-    dir.keep_previous().map_err(store_error)?;
-    let store = dir.open_store(per_operation()).map_err(store_error)?;
+    session.keep_previous().map_err(store_error)?;
+    let store = session.write().map_err(store_error)?;
     let notes: Vec<_> = changes
         .iter()
         .map(|(mac, _, name, what)| (*mac, format!("state recover: {name} {what}")))
@@ -293,4 +323,123 @@ fn recover(args: RecoverArgs) -> anyhow::Result<()> {
         args.config.cluster_file.display()
     );
     Ok(())
+}
+
+fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let cluster = args.config.load()?;
+    let Some(to) = &args.to else {
+        return match location(&cluster)? {
+            StateLocation::Embedded(dir) => {
+                eprintln!(
+                    "the state store is the embedded one ({}): it needs no migration (set \
+                     `state_url` for PostgreSQL, or copy it there with --to URL)",
+                    dir.store_path().display()
+                );
+                Ok(())
+            }
+            StateLocation::Postgres(config) => {
+                let (before, now) = PgStore::migrate(&config).map_err(store_error)?;
+                if before == now {
+                    eprintln!("{config}: schema version {now}, up to date");
+                } else if before == 0 {
+                    eprintln!("{config}: schema created (version {now})");
+                } else {
+                    eprintln!("{config}: schema migrated from version {before} to {now}");
+                }
+                Ok(())
+            }
+        };
+    };
+    if url_has_password(to) {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::USAGE,
+            message: "error: --to: the URL holds a password; secrets don't belong on the command \
+                      line (shell history, process lists): use the cluster file's \
+                      `state_password_file`, PGPASSWORD or ~/.pgpass"
+                .into(),
+        }));
+    }
+    let mut target = PgConfig::parse(to).map_err(|e| {
+        anyhow::Error::new(Exit {
+            code: exit::USAGE,
+            message: format!("error: --to: {e}"),
+        })
+    })?;
+    if let Some(file) = &cluster.state_password_file {
+        target = target.with_password_file(file);
+    }
+    let source = StateLocation::Embedded(StateDir::new(&cluster.asset_dir));
+    let target = StateLocation::Postgres(Box::new(target));
+    // Both apply locks: nothing writes either store while it is copied.
+    let lock_error = |e: roundhouse_store_pg::PgLockError| match e {
+        roundhouse_store_pg::PgLockError::Held(e) => anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: format!("error: {e}"),
+        }),
+        roundhouse_store_pg::PgLockError::Store(e) => store_error(e),
+        e => e.into(),
+    };
+    let from = source.begin_write("state migrate").map_err(lock_error)?;
+    let Some(from_store) = from.read().map_err(store_error)? else {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: format!(
+                "error: there is no embedded state store at {source} (nothing to copy)"
+            ),
+        }));
+    };
+    let into = target.begin_write("state migrate").map_err(lock_error)?;
+    let into_store = into.write().map_err(store_error)?;
+    let at = now();
+    let doc = from_store.export(at).map_err(store_error)?;
+    into_store.import(&doc).map_err(|e| match e {
+        e @ StoreError::NotEmpty { .. } => anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: format!(
+                "error: {e}: state migrate copies only into an empty database (nothing was written)"
+            ),
+        }),
+        e => store_error(e),
+    })?;
+    let copy = into_store.export(at).map_err(store_error)?;
+    if copy != doc {
+        return Err(anyhow::Error::new(Exit {
+            code: exit::FAILURE,
+            message: format!(
+                "error: the copy in {target} differs from {source} ({} records, {} events, {} \
+                 fetches copied; {} , {}, {} read back): keep using the embedded store and \
+                 report this",
+                doc.nodes.len(),
+                doc.events.len(),
+                doc.fetches.len(),
+                copy.nodes.len(),
+                copy.events.len(),
+                copy.fetches.len()
+            ),
+        }));
+    }
+    eprintln!(
+        "copied {} records, {} events, {} fetches from {source} to {target} (schema version \
+         {SCHEMA_VERSION}) and verified the copy.\nNext: set `state_url = \"{target}\"` in the \
+         cluster block (or ROUNDHOUSE_STATE_URL) and run `roundhouse plan {}`; keep {source} as \
+         a backup.",
+        doc.nodes.len(),
+        doc.events.len(),
+        doc.fetches.len(),
+        args.config.cluster_file.display()
+    );
+    Ok(())
+}
+
+/// Whether a `postgres://` URL carries a password (`user:password@` or `password=`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let in_userinfo = authority
+        .rfind('@')
+        .is_some_and(|at| authority[..at].contains(':'));
+    let in_query = rest
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("password=")));
+    in_userinfo || in_query
 }

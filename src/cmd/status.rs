@@ -8,7 +8,7 @@ use roundhouse_apply::journal::JournalReader;
 use roundhouse_apply::recover::{self, Finding};
 use roundhouse_plan::{AppliedDigest, short_digest};
 use roundhouse_render::{MANIFEST_FILE, Manifest};
-use roundhouse_store::{EventQuery, StateStore};
+use roundhouse_store::EventQuery;
 use serde::Serialize;
 
 use crate::cmd::common::{ConfigArgs, OutputFormat};

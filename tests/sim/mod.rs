@@ -66,6 +66,8 @@ pub struct Lab {
     generation: BTreeMap<String, u32>,
     /// Config digest → generation, per node, from every plan of a written cluster file.
     digests: BTreeMap<(String, String), u32>,
+    /// Environment variables of every `roundhouse` command (e.g. `ROUNDHOUSE_STATE_URL`).
+    env: Vec<(String, String)>,
     // Last, so the machines and the boot server are gone before their directory is removed.
     dir: tempfile::TempDir,
 }
@@ -171,6 +173,7 @@ impl Lab {
             nodes,
             generation,
             digests: BTreeMap::new(),
+            env: Vec::new(),
             dir,
         };
         lab.write_cluster();
@@ -277,7 +280,18 @@ impl Lab {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args).current_dir(self.root()).stdin(Stdio::null());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
+    }
+
+    /// Sets an environment variable for every later `roundhouse` command of the lab (`None`
+    /// removes it), e.g. `ROUNDHOUSE_STATE_URL` to keep the state in PostgreSQL.
+    #[allow(dead_code)] // not every test binary sharing this harness uses it
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            self.env.push((name.to_string(), v.to_string()));
+        }
     }
 
     pub fn roundhouse(&self, args: &[&str]) -> Output {

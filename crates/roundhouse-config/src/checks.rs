@@ -236,6 +236,133 @@ pub(crate) fn is_dns_name(name: &str) -> bool {
         })
 }
 
+/// What is wrong with a `state_url`, for a located diagnostic: the message, the part of the
+/// URL it concerns (a byte range of the value), a hint, and whether that part is a password
+/// (then the excerpt must not show it). `None`: a PostgreSQL URL roundhouse can use, as far
+/// as can be told without connecting.
+pub(crate) struct UrlProblem {
+    pub message: String,
+    pub at: Option<Range<usize>>,
+    pub help: Option<String>,
+    pub secret: bool,
+}
+
+const SECRET_HELP: &str = "secrets don't belong in the cluster file or a URL: put the password in a file \
+    named by `state_password_file`, in PGPASSWORD, or in ~/.pgpass";
+
+/// Checks a `postgres://user@host:port/db?sslmode=…&sslrootcert=…` URL (`state_url` or
+/// `ROUNDHOUSE_STATE_URL`). Never repeats a password.
+pub(crate) fn state_url_problem(s: &str, name: &str) -> Option<UrlProblem> {
+    let problem = |message: String, at: Option<Range<usize>>, help: Option<&str>| UrlProblem {
+        message,
+        at,
+        help: help.map(str::to_string),
+        secret: false,
+    };
+    let Some(rest) = s
+        .strip_prefix("postgres://")
+        .or_else(|| s.strip_prefix("postgresql://"))
+    else {
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+        return Some(problem(
+            match scheme {
+                Some(scheme) if !scheme.contains(['@', ':']) => {
+                    format!("`{name}` must be a postgres:// URL, found scheme {scheme:?}")
+                }
+                _ => format!("`{name}` must be a postgres:// URL"),
+            },
+            None,
+            Some(
+                "the state store is PostgreSQL here, e.g. `state_url = \"postgres://roundhouse@db1:5432/roundhouse?sslmode=verify-full&sslrootcert=/etc/roundhouse/pg-ca.crt\"`; leave it out for the embedded store in asset_dir",
+            ),
+        ));
+    };
+    let base = s.len() - rest.len();
+    if let Some(at) = s.find(|c: char| c.is_whitespace() || c.is_control()) {
+        return Some(problem(
+            format!("`{name}` contains a space or control character"),
+            Some(at..at + 1),
+            Some("percent-encode it (`%20`)"),
+        ));
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if let Some(userinfo_end) = authority.rfind('@')
+        && let Some(colon) = authority[..userinfo_end].find(':')
+    {
+        return Some(UrlProblem {
+            message: format!("`{name}` holds a password"),
+            at: Some(base + colon + 1..base + userinfo_end),
+            help: Some(SECRET_HELP.into()),
+            secret: true,
+        });
+    }
+    let query_start = rest.find('?').map(|i| base + i + 1);
+    let mut sslmode = None;
+    let mut rootcert = false;
+    if let Some(q) = query_start {
+        let query_end = s[q..].find('#').map_or(s.len(), |i| q + i);
+        let mut at = q;
+        for pair in s[q..query_end].split('&') {
+            let range = at..at + pair.len();
+            at += pair.len() + 1;
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "password" => {
+                    return Some(UrlProblem {
+                        message: format!("`{name}` holds a password"),
+                        at: Some(range.start + key.len() + 1..range.end),
+                        help: Some(SECRET_HELP.into()),
+                        secret: true,
+                    });
+                }
+                "sslmode" => {
+                    if !["disable", "verify-ca", "verify-full", "require"].contains(&value) {
+                        return Some(problem(
+                            format!("`{name}`: sslmode={value} is not supported"),
+                            Some(range),
+                            Some(
+                                "use sslmode=verify-full with sslrootcert=/path/ca.crt (the CA that signed the server's certificate), verify-ca, or disable; roundhouse never accepts a certificate it cannot check",
+                            ),
+                        ));
+                    }
+                    sslmode = Some((value, range));
+                }
+                "sslrootcert" => rootcert = !value.is_empty(),
+                "host" | "port" | "user" | "dbname" | "connect_timeout" | "application_name" => {}
+                "" => {}
+                other => {
+                    return Some(problem(
+                        format!("`{name}`: unknown parameter {other:?}"),
+                        Some(range),
+                        Some(
+                            "known: sslmode, sslrootcert, host, port, user, dbname, connect_timeout, application_name",
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some((mode, range)) = sslmode
+        && mode != "disable"
+        && !rootcert
+    {
+        return Some(problem(
+            format!("`{name}`: sslmode={mode} needs sslrootcert"),
+            Some(range),
+            Some("add `&sslrootcert=/path/ca.crt`, the CA that signed the server's certificate"),
+        ));
+    }
+    if authority.rsplit('@').next().is_none_or(str::is_empty) && query_start.is_none() {
+        return Some(problem(
+            format!("`{name}` has no host"),
+            None,
+            Some("e.g. `postgres://roundhouse@db1:5432/roundhouse`"),
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

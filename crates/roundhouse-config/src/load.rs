@@ -10,7 +10,10 @@ use bootdata::Mac;
 use hcl::edit::structure::{Block, Body};
 
 use crate::LoadOptions;
-use crate::checks::{check_http_url, hostname_label_problem, is_dns_name, pubkey_problem};
+use crate::checks::{
+    check_http_url, hostname_label_problem, is_dns_name, pubkey_problem, state_url_problem,
+    within_literal,
+};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use crate::eval::{Scope, Sink, Source, span_of};
 use crate::hooks::read_hooks;
@@ -353,6 +356,7 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
     }
 
     let vars = resolve_variables(&variables, src, options, sink);
+    let env_state_url = state_url_from_env(options, sink);
     let scope = || Scope::new(src, Some(&vars));
 
     let cluster_block = match clusters.as_slice() {
@@ -416,6 +420,9 @@ fn load_body(body: &Body, src: &Source, options: &LoadOptions, sink: &mut Sink) 
     };
 
     let mut cluster = cluster?.cluster?;
+    if let Some(url) = env_state_url? {
+        cluster.state_url = Some(url);
+    }
     cluster.nodes = read_nodes.into_iter().filter_map(|n| n.node).collect();
     cluster.hooks = hooks?;
     if cluster.nodes.len() != nodes.len() {
@@ -549,6 +556,14 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
         r,
     );
 
+    let state_url = optional(&f, "state_url", |r| read_state_url(&f, r), r);
+    let state_password_file = optional(
+        &f,
+        "state_password_file",
+        |r| r.path(&f, "state_password_file"),
+        r,
+    );
+
     let mut power = Ok(None);
     for (i, b) in blocks.iter().enumerate() {
         if i > 0 {
@@ -595,11 +610,57 @@ fn read_cluster<'a>(block: &'a Block, r: &mut Reader<'_, '_>) -> ClusterPart<'a>
             },
             netboot_gating,
             allow_snippet_overrides: allow_snippet_overrides?.unwrap_or_default(),
+            state_url: state_url?,
+            state_password_file: state_password_file?,
             nodes: Vec::new(),
             hooks: Vec::new(),
         })
     })();
     ClusterPart { cluster, power }
+}
+
+/// `state_url`: a PostgreSQL URL without a password. The diagnostic for a password shows
+/// `***` in its excerpt instead.
+fn read_state_url(f: &Fields<'_>, r: &mut Reader<'_, '_>) -> Option<String> {
+    let (s, span) = r.line(f, "state_url")?;
+    let Some(p) = state_url_problem(&s, "state_url") else {
+        return Some(s);
+    };
+    let at =
+        p.at.as_ref()
+            .map_or_else(|| span.clone(), |at| within_literal(r, &span, &s, at));
+    let d = r.error(&at, p.message);
+    d.help = p.help;
+    if p.secret
+        && let Some(pw) = p.at.and_then(|at| s.get(at))
+        && !pw.is_empty()
+        && d.source_line.contains(pw)
+    {
+        d.source_line = d.source_line.replace(pw, "***");
+        d.span_len = 3;
+    }
+    None
+}
+
+/// `ROUNDHOUSE_STATE_URL` from the environment (`options.env`, else the process's): checked
+/// as `state_url` is; a problem is reported against the variable.
+fn state_url_from_env(options: &LoadOptions, sink: &mut Sink) -> Option<Option<String>> {
+    const VAR: &str = "ROUNDHOUSE_STATE_URL";
+    let value = match &options.env {
+        Some(env) => env.iter().find(|(k, _)| k == VAR).map(|(_, v)| v.clone()),
+        None => std::env::var(VAR).ok(),
+    };
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Some(None);
+    };
+    match state_url_problem(&value, VAR) {
+        None => Some(Some(value)),
+        Some(p) => {
+            let d = sink.error_in_file(Path::new(&format!("<environment {VAR}>")), p.message);
+            d.help = p.help;
+            None
+        }
+    }
 }
 
 fn read_pubkeys(f: &Fields<'_>, r: &mut Reader<'_, '_>) -> Option<Vec<String>> {

@@ -43,6 +43,13 @@ pub struct Cluster {
     /// change (sorted, no duplicates). Empty by default: a snippet that touches one of them is
     /// an error. Nodes may replace the list.
     pub allow_snippet_overrides: Vec<SnippetOverride>,
+    /// `state_url`, or the `ROUNDHOUSE_STATE_URL` environment variable (which wins): the
+    /// PostgreSQL database holding the state store. `None`: the embedded store in
+    /// `asset_dir` (the default). Never holds a password (one is refused at load).
+    pub state_url: Option<String>,
+    /// `state_password_file`: a file holding the database password (joined to the cluster
+    /// file's directory when relative).
+    pub state_password_file: Option<PathBuf>,
     /// The machines, in file order.
     pub nodes: Vec<Node>,
     /// Post-provision hooks (`hook` blocks), in file order: the order they run in.

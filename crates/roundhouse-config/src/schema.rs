@@ -39,6 +39,8 @@ pub(crate) const CLUSTER_ATTRS: &[&str] = &[
     "on_worker_change",
     "netboot_gating",
     "allow_snippet_overrides",
+    "state_url",
+    "state_password_file",
 ];
 
 pub(crate) const NODE_ATTRS: &[&str] = &[

@@ -106,6 +106,8 @@ fn mercury_model() {
             workers: ChangePolicy::Reprovision,
         },
         netboot_gating: true,
+        state_url: None,
+        state_password_file: None,
         allow_snippet_overrides: vec![],
         nodes: vec![
             controller_1,

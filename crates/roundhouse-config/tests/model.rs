@@ -518,3 +518,34 @@ fn hook_input_digest_covers_what_runs_on_the_node_only() {
     changed.dedup();
     assert_eq!(changed.len(), 7, "two different changes gave one digest");
 }
+
+#[test]
+fn state_url_from_the_file_and_the_environment() {
+    let c = ok(&minimal("", NODE));
+    assert_eq!((c.state_url, c.state_password_file), (None, None));
+
+    let text = minimal(
+        "  state_url = \"postgres://rh@db1:5432/rh?sslmode=verify-full&sslrootcert=/etc/ca.crt\"\n  state_password_file = \"pg.pw\"",
+        NODE,
+    );
+    let c = ok(&text);
+    assert_eq!(
+        c.state_url.as_deref(),
+        Some("postgres://rh@db1:5432/rh?sslmode=verify-full&sslrootcert=/etc/ca.crt")
+    );
+    assert_eq!(c.state_password_file, Some(PathBuf::from("site/pg.pw")));
+
+    // ROUNDHOUSE_STATE_URL wins over the file, and is checked the same way.
+    let env = |v: &str| LoadOptions {
+        env: Some(vec![("ROUNDHOUSE_STATE_URL".into(), v.into())]),
+        ..LoadOptions::default()
+    };
+    let c = load_text(&text, &env("postgres://other@db2/x")).unwrap();
+    assert_eq!(c.state_url.as_deref(), Some("postgres://other@db2/x"));
+    let c = load_text(&minimal("", NODE), &env("postgresql://other@db2/x")).unwrap();
+    assert_eq!(c.state_url.as_deref(), Some("postgresql://other@db2/x"));
+    let d = errors(&text, &env("postgres://other:hunter2@db2/x")).to_string();
+    assert!(d.contains("<environment ROUNDHOUSE_STATE_URL>"), "{d}");
+    assert!(d.contains("holds a password"), "{d}");
+    assert!(!d.contains("hunter2"), "{d}");
+}

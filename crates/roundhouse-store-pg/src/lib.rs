@@ -8,6 +8,12 @@
 //!   where the password comes from; it never prints the password.
 //! - [`PgStore::open`]: connects, applies the schema migrations the database lacks (see
 //!   [`SCHEMA_VERSION`]), and returns a store.
+//! - [`PgStore::open_existing`]: for reading commands; creates and migrates nothing, refuses a
+//!   database without the schema or at an older version ("run `roundhouse state migrate`").
+//! - [`PgStore::migrate`]: `roundhouse state migrate`.
+//! - [`PgStore::try_lock`]: the apply lock, a session advisory lock naming its holder.
+//! - [`StateLocation`]: the cluster's backend (embedded file or PostgreSQL), opened the same
+//!   way by every command; [`WriteSession`] holds the apply lock while a command writes.
 //! - [`testing::TestServer`]: a throwaway PostgreSQL for tests.
 //!
 //! # Design
@@ -46,16 +52,33 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 mod config;
+mod location;
+mod lock;
 mod schema;
 pub mod testing;
 
 pub use config::{ConfigError, DEFAULT_CONNECT_TIMEOUT, Host, PasswordSource, PgConfig, SslMode};
+pub use location::{StateLocation, StateLock, WriteSession};
+pub use lock::{PgLock, PgLockError};
 pub use schema::SCHEMA_VERSION;
 
 /// The [`StateStore`] on PostgreSQL.
 pub struct PgStore {
     inner: Arc<Inner>,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Arc<Rt>,
+}
+
+/// The store's runtime, shared with the apply locks it hands out (their connections live on
+/// it). Shut down in the background when the last owner goes: blocking there would panic
+/// inside another runtime.
+struct Rt(Option<tokio::runtime::Runtime>);
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 struct Inner {
@@ -80,6 +103,49 @@ impl PgStore {
     /// unreachable one is [`StoreError::Backend`] naming `host:port`, after at most the
     /// connect timeout.
     pub fn open(config: &PgConfig) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(config)?;
+        store.run(|inner| async move { inner.migrate().await.map(|_| ()) })?;
+        Ok(store)
+    }
+
+    /// Connects to a database roundhouse already set up, for commands that only read
+    /// (`plan`, `status`, `state export`): creates and migrates nothing. A database without
+    /// the schema, or at an older version, is [`StoreError::Schema`] (its `path` says to run
+    /// `roundhouse state migrate`); a newer one is refused as by [`PgStore::open`].
+    pub fn open_existing(config: &PgConfig) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect(config)?;
+        let found = store.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(store.inner.too_new(found));
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path: format!(
+                    "{} ({}; run `roundhouse state migrate`)",
+                    store.inner.label,
+                    if found == 0 {
+                        "no roundhouse schema yet"
+                    } else {
+                        "an older roundhouse's schema"
+                    }
+                )
+                .into(),
+                found: u64::try_from(found).unwrap_or(0),
+                supported: SCHEMA_VERSION as u64,
+            });
+        }
+        Ok(store)
+    }
+
+    /// Brings the database's schema to [`SCHEMA_VERSION`] (`roundhouse state migrate`):
+    /// returns the version it was at (0: none) and the version it is at now.
+    pub fn migrate(config: &PgConfig) -> Result<(i32, i32), StoreError> {
+        let store = PgStore::connect(config)?;
+        let before = store.run(|inner| async move { inner.migrate().await })?;
+        Ok((before, store.schema_version()?))
+    }
+
+    fn connect(config: &PgConfig) -> Result<PgStore, StoreError> {
         let label = config.to_string();
         let (password, password_source) =
             config
@@ -115,12 +181,10 @@ impl PgStore {
             slots: Semaphore::new(config.pool_size()),
             label,
         });
-        let store = PgStore {
+        Ok(PgStore {
             inner,
-            runtime: Some(runtime),
-        };
-        store.run(|inner| async move { inner.migrate().await })?;
-        Ok(store)
+            runtime: Arc::new(Rt(Some(runtime))),
+        })
     }
 
     /// The schema version the database is at.
@@ -146,7 +210,7 @@ impl PgStore {
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let fut = f(Arc::clone(&self.inner));
-        let Some(runtime) = &self.runtime else {
+        let Some(runtime) = &self.runtime.0 else {
             unreachable!("the runtime lives as long as the store")
         };
         runtime.spawn(async move {
@@ -158,15 +222,6 @@ impl PgStore {
                 std::io::Error::other("task panicked or was cancelled"),
             ))
         })
-    }
-}
-
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        // Not `drop(runtime)`: that blocks, which panics inside another runtime.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -406,10 +461,11 @@ impl Inner {
         }
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Applies the missing migrations; returns the version found first (0: none).
+    async fn migrate(&self) -> Result<i32, StoreError> {
         let mut conn = self.get().await?;
         match self.current_version(&conn).await? {
-            Some(v) if v == SCHEMA_VERSION => return Ok(()),
+            Some(v) if v == SCHEMA_VERSION => return Ok(v),
             Some(v) if v > SCHEMA_VERSION => return Err(self.too_new(v)),
             _ => {}
         }
@@ -448,7 +504,8 @@ impl Inner {
             .await
             .map_err(|e| self.backend(what.clone(), PgError(e)))?;
         }
-        tx.commit().await.map_err(self.err(what))
+        tx.commit().await.map_err(self.err(what))?;
+        Ok(found)
     }
 
     /// Locks the rows of `macs` (sorted, distinct) for this transaction, inserting a

@@ -29,10 +29,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. Never edit one that was released: add the next.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "node records, events, fetch journal",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "node records, events, fetch journal",
+        sql: r#"
 -- One row per MAC: the NodeRecord as JSON, plus the columns queries need. MACs are the
 -- colon form, lower case, so "C" order is the MAC order.
 CREATE TABLE roundhouse.nodes (
@@ -78,7 +79,21 @@ CREATE TABLE roundhouse.last_fetch (
     body  jsonb NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "apply lock holder",
+        sql: r#"
+-- Who holds the apply lock (a session-level advisory lock): one row, rewritten by each
+-- holder; a row whose backend no longer holds the lock is stale and ignored.
+CREATE TABLE roundhouse.apply_lock (
+    id          boolean PRIMARY KEY DEFAULT true CHECK (id),
+    backend_pid integer NOT NULL,
+    holder      jsonb NOT NULL
+);
+"#,
+    },
+];
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;

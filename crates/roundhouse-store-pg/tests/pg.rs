@@ -58,9 +58,9 @@ fn reopen_keeps_everything_and_seq_continues() {
     assert_eq!(
         pg.psql(
             config.dbname(),
-            "SELECT version, description FROM roundhouse.schema_migrations"
+            "SELECT version, description FROM roundhouse.schema_migrations ORDER BY version"
         ),
-        "1|node records, events, fetch journal\n"
+        "1|node records, events, fetch journal\n2|apply lock holder\n"
     );
 }
 
@@ -81,8 +81,9 @@ fn a_newer_schema_is_refused() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("schema version 99; this roundhouse reads version 1")
-            && text.contains("newer roundhouse")
+        text.contains(&format!(
+            "schema version 99; this roundhouse reads version {SCHEMA_VERSION}"
+        )) && text.contains("newer roundhouse")
             && text.contains(config.dbname()),
         "{text}"
     );
@@ -108,7 +109,7 @@ fn concurrent_first_opens_migrate_once() {
             config.dbname(),
             "SELECT count(*) FROM roundhouse.schema_migrations"
         ),
-        "1\n"
+        format!("{SCHEMA_VERSION}\n")
     );
 }
 
@@ -439,4 +440,93 @@ fn callable_and_droppable_inside_async_runtimes() {
         // The last reference dropped inside the runtime.
         drop(store);
     });
+}
+
+/// Reading commands open a database without creating or migrating anything: an empty
+/// database, or one at an older version, is refused with the way forward (`state migrate`),
+/// and `migrate` brings it up to date.
+#[test]
+fn open_existing_never_creates_and_migrate_does() {
+    let pg = TestServer::shared();
+    let config = pg.create_database();
+    let err = PgStore::open_existing(&config).err().expect("refused");
+    let text = err.to_string();
+    assert!(
+        matches!(err, StoreError::Schema { found: 0, .. })
+            && text.contains("no roundhouse schema yet")
+            && text.contains("roundhouse state migrate"),
+        "{text}"
+    );
+    assert_eq!(
+        pg.psql(
+            config.dbname(),
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'roundhouse'"
+        ),
+        "0\n",
+        "nothing created"
+    );
+    assert_eq!(PgStore::migrate(&config).unwrap(), (0, SCHEMA_VERSION));
+    assert_eq!(
+        PgStore::migrate(&config).unwrap(),
+        (SCHEMA_VERSION, SCHEMA_VERSION)
+    );
+    let store = PgStore::open_existing(&config).unwrap();
+    assert!(store.nodes().unwrap().is_empty());
+
+    // An older schema: the last migration undone by hand.
+    pg.psql(
+        config.dbname(),
+        &format!(
+            "DROP TABLE roundhouse.apply_lock; DELETE FROM roundhouse.schema_migrations WHERE version = {SCHEMA_VERSION}"
+        ),
+    );
+    let text = PgStore::open_existing(&config).err().unwrap().to_string();
+    assert!(
+        text.contains("older roundhouse") && text.contains("state migrate"),
+        "{text}"
+    );
+    assert_eq!(
+        PgStore::migrate(&config).unwrap(),
+        (SCHEMA_VERSION - 1, SCHEMA_VERSION)
+    );
+}
+
+/// The apply lock: a second taker is refused at once, naming the holder; the lock is free
+/// again when the holder drops it (its session ends), and a stale holder row is not named.
+#[test]
+fn apply_lock_is_exclusive_and_names_its_holder() {
+    let pg = TestServer::shared();
+    let config = pg.create_database();
+    let a = PgStore::open(&config).unwrap();
+    let b = PgStore::open(&config).unwrap();
+    assert_eq!(a.lock_holder().unwrap(), None);
+    let held = a.try_lock("apply").unwrap();
+    assert_eq!(held.holder().purpose, "apply");
+    let err = b.try_lock("recreate").expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("another roundhouse is already writing to postgres://")
+            && text.contains(&format!("pid {}", std::process::id()))
+            && text.contains("`apply`"),
+        "{text}"
+    );
+    assert_eq!(b.lock_holder().unwrap().unwrap().purpose, "apply");
+    drop(held);
+    // The server notices the closed session right away; allow it a moment.
+    let start = Instant::now();
+    let again = loop {
+        match b.try_lock("recreate") {
+            Ok(l) => break l,
+            Err(e) if start.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the lock was not released: {e}"),
+        }
+    };
+    assert_eq!(a.lock_holder().unwrap().unwrap().purpose, "recreate");
+    // Dropping the store that took it does not release it early.
+    drop(b);
+    assert!(a.try_lock("apply").is_err());
+    drop(again);
 }

@@ -31,6 +31,18 @@ pub struct LockHolder {
     pub purpose: String,
 }
 
+impl LockHolder {
+    /// This process (its pid and host name) taking a lock for `purpose` at `at`.
+    pub fn current(purpose: &str, at: Timestamp) -> LockHolder {
+        LockHolder {
+            pid: std::process::id(),
+            host: host_name(),
+            since: at,
+            purpose: purpose.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -52,7 +64,8 @@ pub enum LockError {
         holder.as_ref().map_or_else(|| "holder not recorded yet".to_string(), |h| h.to_string())
     )]
     Held {
-        /// The state directory.
+        /// The state directory (for the PostgreSQL backend: the database's URL, without a
+        /// password).
         dir: PathBuf,
         /// The holder, as it recorded itself (`None` if it has not written yet).
         holder: Option<LockHolder>,
@@ -190,12 +203,7 @@ impl StateDir {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        let holder = LockHolder {
-            pid: std::process::id(),
-            host: host_name(),
-            since: at,
-            purpose: purpose.to_string(),
-        };
+        let holder = LockHolder::current(purpose, at);
         let text = serde_json::to_string(&holder).unwrap_or_default();
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
