@@ -189,7 +189,15 @@ pub async fn host_key(
         presented: Arc::clone(&presented),
     };
     let attempt = async {
-        let stream = tokio::time::timeout(connect, tokio::net::TcpStream::connect((host, port)))
+        // An address needs no resolver: going through getaddrinfo for each of thousands of
+        // literal addresses cost a blocking-pool round trip and a netlink query apiece.
+        let dial = async {
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => tokio::net::TcpStream::connect((ip, port)).await,
+                Err(_) => tokio::net::TcpStream::connect((host, port)).await,
+            }
+        };
+        let stream = tokio::time::timeout(connect, dial)
             .await
             .map_err(|_| SshError::Timeout {
                 target: name.clone(),
