@@ -107,6 +107,10 @@ struct Inner {
     armed: AtomicBool,
     idle: std::sync::Mutex<Vec<Client>>,
     slots: Semaphore,
+    /// The apply lock's session, while this store holds it (see lock.rs).
+    held: std::sync::Mutex<Option<lock::Held>>,
+    /// One write at a time takes a lost apply lock again.
+    retake: tokio::sync::Mutex<()>,
 }
 
 /// How often a transaction that lost a deadlock or serialisation race is tried again.
@@ -198,6 +202,8 @@ impl PgStore {
             armed: AtomicBool::new(false),
             idle: std::sync::Mutex::new(Vec::new()),
             slots: Semaphore::new(config.pool_size()),
+            held: std::sync::Mutex::new(None),
+            retake: tokio::sync::Mutex::new(()),
             label,
         });
         Ok(PgStore {
@@ -720,6 +726,7 @@ impl Inner {
         at: Timestamp,
         memo: &mut Option<BatchMemo>,
     ) -> Result<Vec<NodeRecord>, StoreError> {
+        self.ensure_lock().await?;
         let tx = client
             .transaction()
             .await
@@ -768,6 +775,7 @@ impl Inner {
         at: Timestamp,
         memo: &mut Option<Event>,
     ) -> Result<Event, StoreError> {
+        self.ensure_lock().await?;
         let tx = client
             .transaction()
             .await
@@ -858,6 +866,7 @@ impl Inner {
 
     async fn import(&self, client: &mut Client, export: &Export) -> Result<(), StoreError> {
         let what = "importing";
+        self.ensure_lock().await?;
         let tx = client.transaction().await.map_err(self.err(what))?;
         // Writers wait until the import is committed, so "empty" stays true meanwhile.
         tx.batch_execute(
@@ -1088,6 +1097,7 @@ impl StateStore for PgStore {
         let fetch = fetch.clone();
         self.run(|inner| async move {
             resilient!(&inner, |client| async {
+            inner.ensure_lock().await?;
             let tx = client.transaction().await.map_err(inner.err("recording a fetch"))?;
             // One statement: the journal row and the latest-fetch row.
             tx.execute(

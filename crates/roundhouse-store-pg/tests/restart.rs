@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bootdata::Mac;
 use roundhouse_plan::Timestamp;
 use roundhouse_store::{Change, EventQuery, FetchRecord, StateStore};
-use roundhouse_store_pg::PgStore;
 use roundhouse_store_pg::testing::TestServer;
+use roundhouse_store_pg::{PgLockError, PgStore};
 
 fn mac(n: u16) -> Mac {
     Mac::parse(&format!("52:54:00:01:{:02x}:{:02x}", n >> 8, n & 0xff)).unwrap()
@@ -154,4 +154,43 @@ fn a_database_that_stays_down_fails_after_the_wait() {
         err.contains("cannot connect to PostgreSQL at /tmp/rhpg"),
         "{err}"
     );
+}
+
+/// The apply lock's session ends with the restart: the next write takes the lock again, or,
+/// if another process took it first, fails naming it and writes nothing.
+#[test]
+fn the_apply_lock_is_taken_again_after_a_restart_or_the_write_stops() {
+    let pg = TestServer::start();
+    let config = pg.create_database();
+    let store = PgStore::open(&config).unwrap();
+    let other = PgStore::open(&config).unwrap();
+    let at = Timestamp::from_unix_millis(0);
+    let lock = store.try_lock("apply").unwrap();
+    pg.restart(Duration::from_millis(200));
+    store.note(&mac(1), "after the restart", at).unwrap();
+    // Held again, by this process: another is refused, naming it.
+    assert!(matches!(
+        other.try_lock("recreate"),
+        Err(PgLockError::Held(_))
+    ));
+    let holder = other.lock_holder().unwrap().expect("held again");
+    assert_eq!(holder.pid, std::process::id());
+
+    // Restarted again, and another process takes the lock before the next write.
+    pg.restart(Duration::ZERO);
+    let theirs = other.try_lock("recreate").unwrap();
+    let err = store
+        .note(&mac(1), "without the lock", at)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the apply lock was lost"), "{err}");
+    assert!(err.contains("recreate"), "{err}");
+    let notes = other.events(&mac(1), EventQuery::newest(10)).unwrap();
+    assert_eq!(
+        notes.len(),
+        1,
+        "nothing written without the lock: {notes:?}"
+    );
+    drop(theirs);
+    drop(lock);
 }
