@@ -616,6 +616,14 @@ mod tests {
         assert_eq!(c.dbname(), "rh");
         assert_eq!(c.sslmode(), SslMode::VerifyFull);
         assert_eq!(c.endpoint(), "db1.example:6543");
+        assert_eq!(c.reconnect_wait(), DEFAULT_RECONNECT_WAIT);
+        let w = |url: &str| PgConfig::parse(url).unwrap().reconnect_wait();
+        assert_eq!(w("postgres://app@db1/rh?reconnect_wait=0"), Duration::ZERO);
+        assert_eq!(
+            w("postgres://app@db1/rh?reconnect_wait=90"),
+            Duration::from_secs(90)
+        );
+        assert!(PgConfig::parse("postgres://app@db1/rh?reconnect_wait=soon").is_err());
         assert_eq!(
             c.to_string(),
             "postgres://app@db1.example:6543/rh?sslmode=verify-full"
