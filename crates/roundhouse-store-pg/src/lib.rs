@@ -963,14 +963,15 @@ impl Inner {
             .await
             .map_err(self.err(what))?
             .get(0);
-        let now = |m: &str| found.get(m).copied().unwrap_or(0);
-        if events == count(memo.seqs.len())
-            && memo.versions.iter().all(|(m, _, after)| now(m) >= *after)
-        {
-            return Ok(Some(memo.out.clone()));
-        }
-        if events == 0 && memo.versions.iter().all(|(m, was, _)| now(m) == *was) {
-            return Ok(None);
+        let versions: Vec<(i64, i64, i64)> = memo
+            .versions
+            .iter()
+            .map(|(m, was, after)| (*was, *after, found.get(m).copied().unwrap_or(0)))
+            .collect();
+        match resilience::batch_outcome(events, count(memo.seqs.len()), &versions) {
+            resilience::Outcome::Committed => return Ok(Some(memo.out.clone())),
+            resilience::Outcome::NotCommitted => return Ok(None),
+            resilience::Outcome::Unknown => {}
         }
         Err(self.backend(
             what,

@@ -91,6 +91,30 @@ pub(crate) fn classify(signal: Signal<'_>, phase: Phase) -> Verdict {
     }
 }
 
+/// Whether a write batch whose `COMMIT` was cut off committed, from what the database shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// All its events exist and every record is at least at the version it wrote.
+    Committed,
+    /// None of its events exists and every record is at its version before the batch.
+    NotCommitted,
+    /// Neither: an error, never a guess.
+    Unknown,
+}
+
+/// Decides [`Outcome`] from the number of the batch's events found (of `written`) and, per
+/// record, its version before the batch, after it, and now (0: no record). Pure: see the
+/// table test.
+pub(crate) fn batch_outcome(found: i64, written: i64, versions: &[(i64, i64, i64)]) -> Outcome {
+    if found == written && versions.iter().all(|&(_, after, now)| now >= after) {
+        Outcome::Committed
+    } else if found == 0 && versions.iter().all(|&(was, _, now)| now == was) {
+        Outcome::NotCommitted
+    } else {
+        Outcome::Unknown
+    }
+}
+
 /// The signal and phase of a store error.
 pub(crate) fn inspect(e: &StoreError) -> (Signal<'_>, Phase) {
     let StoreError::Backend { source, what, .. } = e else {
@@ -223,6 +247,33 @@ mod tests {
         ];
         for &(signal, phase, want) in table {
             assert_eq!(classify(signal, phase), want, "{signal:?} {phase:?}");
+        }
+    }
+
+    #[test]
+    fn cut_off_batches_are_read_back() {
+        use Outcome::*;
+        // Events found, events written, per record (before, after, now), the outcome.
+        type Row = (i64, i64, &'static [(i64, i64, i64)], Outcome);
+        let table: &[Row] = &[
+            // Committed: every event there, records at the versions written (or later, if
+            // another writer followed).
+            (2, 2, &[(3, 4, 4), (0, 1, 1)], Committed),
+            (2, 2, &[(3, 4, 5)], Committed),
+            // Not committed: no event, records as before (a new record: still none).
+            (0, 2, &[(3, 4, 3), (0, 1, 0)], NotCommitted),
+            // Neither: some events, or records moved without the events, or went back.
+            (1, 2, &[(3, 4, 4)], Unknown),
+            (0, 2, &[(3, 4, 4)], Unknown),
+            (2, 2, &[(3, 4, 3)], Unknown),
+            (0, 1, &[(3, 4, 5)], Unknown),
+        ];
+        for &(found, written, versions, want) in table {
+            assert_eq!(
+                batch_outcome(found, written, versions),
+                want,
+                "{found}/{written} {versions:?}"
+            );
         }
     }
 
