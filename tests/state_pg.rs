@@ -3,7 +3,8 @@
 //! `ROUNDHOUSE_STATE_URL`; reading commands never create or migrate the schema; `state
 //! migrate` creates it, or copies a lab's embedded store into it after which plan shows `none`
 //! everywhere; a database that is down stops apply before anything is done; the apply lock on
-//! the database names its holder; a password in the URL is refused at load and never shown.
+//! the database names its holder; a password in the URL is refused at load and never shown;
+//! PostgreSQL restarting in the middle of an apply does not stop it.
 //!
 //! Needs what tests/sim_apply.rs needs (root, curl, openssh-client, util-linux, bash) and
 //! Debian's postgresql-15.
@@ -238,4 +239,74 @@ fn state_migrate_copies_a_labs_embedded_store() {
     assert_eq!(lab.power_log().len(), power, "a machine was touched");
     assert!(!lab.root().join("assets/state.redb").exists());
     lab.assert_status_matches_machines();
+}
+
+/// PostgreSQL restarts (`pg_ctl restart -m fast`, down for a second) in the middle of a
+/// fleet-wide apply: the store waits, reconnects, takes the apply lock again, and apply
+/// finishes, exit 0, with nothing left to do.
+#[test]
+fn postgresql_restarting_during_apply() {
+    // A server of its own: restarting the shared one would cut off the other tests.
+    let pg = TestServer::start();
+    let config = pg.create_database();
+    let db = config.dbname().to_string();
+    let mut lab = Lab::new(NODES);
+    lab.set_env(URL_VAR, Some(&config.to_string()));
+    let out = lab.apply(&[]);
+    lab.assert_ok(&out);
+    all_none(&lab);
+
+    let names: Vec<&str> = NODES.iter().map(|(n, _)| *n).collect();
+    lab.change_snippet(&names, 2);
+    let events = || -> u64 {
+        pg.psql(&db, "SELECT count(*) FROM roundhouse.events")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = events();
+    let args = Lab::apply_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = lab
+        .command(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Restart once apply has begun writing (its first intents are recorded).
+    let start = std::time::Instant::now();
+    while events() == before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "apply never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cut = events();
+    pg.restart(std::time::Duration::from_secs(1));
+    eprintln!(
+        "restarted after {:?} ({} events of this apply)",
+        start.elapsed(),
+        cut - before
+    );
+    let out = child.wait_with_output().unwrap();
+    eprintln!("apply ended after {:?}", start.elapsed());
+    lab.assert_ok(&out);
+    // It wrote after the restart, through new connections.
+    assert!(events() > cut, "apply had finished before the restart");
+    // Workers converged; the controller's change is held by policy, as without a restart.
+    for (name, action) in actions(&lab) {
+        let want = if name == "c1" { "hold" } else { "none" };
+        assert_eq!(action, want, "{name}: {}", text(&out));
+    }
+    lab.assert_status_matches_machines();
+    // Each node reprovisioned once: one power action for the first install only (in-place
+    // changes) or one more each, never two for one change.
+    for (name, _) in NODES {
+        assert!(
+            lab.power_actions(name) <= 2,
+            "{name}: {:?}",
+            lab.power_log()
+        );
+    }
 }

@@ -17,6 +17,9 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 /// The default connect timeout: an unreachable server is an error after this, not a hang.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a call waits by default for a database that went away (restarting) to come back.
+pub const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
 /// A PostgreSQL URL this build cannot use. The URL itself is not repeated (it may hold a
 /// password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,7 +104,9 @@ impl fmt::Display for PasswordSource {
 /// Parsed from `postgres://user@host:port/db?sslmode=verify-full&sslrootcert=/path/ca.crt`
 /// (`postgresql://` too). A unix socket directory is given percent-encoded as the host
 /// (`postgres://user@%2Frun%2Fpostgresql/db`) or as `?host=/run/postgresql`. Other query
-/// parameters: `port`, `user`, `dbname`, `connect_timeout` (seconds), `application_name`.
+/// parameters: `port`, `user`, `dbname`, `connect_timeout` (seconds), `application_name`,
+/// `reconnect_wait` (seconds, default 30; 0: never wait): how long a call waits for a database
+/// that went away (restarting) to come back.
 ///
 /// The password, first found wins: in the URL (discouraged: URLs end up in shell history),
 /// the file set with [`PgConfig::with_password_file`] (`state_password_file`), `PGPASSWORD`,
@@ -122,6 +127,7 @@ pub struct PgConfig {
     connect_timeout: Duration,
     application_name: String,
     pool_size: usize,
+    reconnect_wait: Duration,
 }
 
 impl PgConfig {
@@ -161,6 +167,7 @@ impl PgConfig {
         let mut sslmode = None;
         let mut sslrootcert = None;
         let mut connect_timeout = DEFAULT_CONNECT_TIMEOUT;
+        let mut reconnect_wait = DEFAULT_RECONNECT_WAIT;
         let mut application_name = "roundhouse".to_string();
         for (k, v) in parsed.query_pairs() {
             let v = v.into_owned();
@@ -203,6 +210,12 @@ impl PgConfig {
                     connect_timeout = Duration::from_secs(secs.max(1));
                 }
                 "application_name" => application_name = v,
+                "reconnect_wait" => {
+                    let secs: u64 = v.parse().map_err(|_| {
+                        bad(format!("reconnect_wait {v:?} is not a number of seconds"))
+                    })?;
+                    reconnect_wait = Duration::from_secs(secs);
+                }
                 "password" => {
                     return Err(bad(
                         "a password in the query string is not accepted: use PGPASSWORD, \
@@ -245,6 +258,7 @@ impl PgConfig {
             connect_timeout,
             application_name,
             pool_size: 8,
+            reconnect_wait,
         })
     }
 
@@ -267,6 +281,18 @@ impl PgConfig {
     pub fn with_connect_timeout(mut self, timeout: Duration) -> PgConfig {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// How long a call waits, reconnecting with backoff, for a database that went away after
+    /// the store was opened (a restart): default [`DEFAULT_RECONNECT_WAIT`], zero never waits.
+    pub fn with_reconnect_wait(mut self, wait: Duration) -> PgConfig {
+        self.reconnect_wait = wait;
+        self
+    }
+
+    /// See [`PgConfig::with_reconnect_wait`].
+    pub fn reconnect_wait(&self) -> Duration {
+        self.reconnect_wait
     }
 
     /// At most this many connections at once (default 8).
@@ -569,6 +595,7 @@ impl fmt::Debug for PgConfig {
             .field("password", &self.password)
             .field("password_file", &self.password_file)
             .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_wait", &self.reconnect_wait)
             .finish_non_exhaustive()
     }
 }
@@ -589,6 +616,14 @@ mod tests {
         assert_eq!(c.dbname(), "rh");
         assert_eq!(c.sslmode(), SslMode::VerifyFull);
         assert_eq!(c.endpoint(), "db1.example:6543");
+        assert_eq!(c.reconnect_wait(), DEFAULT_RECONNECT_WAIT);
+        let w = |url: &str| PgConfig::parse(url).unwrap().reconnect_wait();
+        assert_eq!(w("postgres://app@db1/rh?reconnect_wait=0"), Duration::ZERO);
+        assert_eq!(
+            w("postgres://app@db1/rh?reconnect_wait=90"),
+            Duration::from_secs(90)
+        );
+        assert!(PgConfig::parse("postgres://app@db1/rh?reconnect_wait=soon").is_err());
         assert_eq!(
             c.to_string(),
             "postgres://app@db1.example:6543/rh?sslmode=verify-full"

@@ -31,12 +31,18 @@
 //! every backend), and writes records and events together: a refused change rolls the whole
 //! batch back. Event numbers come from a sequence, so they increase store-wide across
 //! processes. A deadlock or serialisation failure is retried.
+//!
+//! Once open, the store rides out a restart of the server: a call whose connection breaks is
+//! run again on a new one, with backoff, for up to [`PgConfig::reconnect_wait`]; a write whose
+//! connection broke after `COMMIT` was sent is read back (record versions, event numbers) and
+//! run again only if it did not commit (see `resilience.rs` and docs/state.md).
 
 #![deny(missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bootdata::Mac;
@@ -48,18 +54,22 @@ use roundhouse_store::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 mod config;
 mod location;
 mod lock;
+mod resilience;
 mod schema;
 pub mod testing;
 
-pub use config::{ConfigError, DEFAULT_CONNECT_TIMEOUT, Host, PasswordSource, PgConfig, SslMode};
+pub use config::{
+    ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RECONNECT_WAIT, Host, PasswordSource, PgConfig,
+    SslMode,
+};
 pub use location::{StateLocation, StateLock, WriteSession};
 pub use lock::{PgLock, PgLockError};
+use resilience::{COMMITTING, Verdict, Waiter, verdict};
 pub use schema::SCHEMA_VERSION;
 
 /// The [`StateStore`] on PostgreSQL.
@@ -90,8 +100,17 @@ struct Inner {
     password_source: PasswordSource,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     connect_timeout: Duration,
+    /// How long a call waits for the server to come back; see [`Inner::wait`].
+    reconnect_wait: Duration,
+    /// Set once the store is open: before that, a database that cannot be reached fails at
+    /// once (a command starting against a database that is down stops right away).
+    armed: AtomicBool,
     idle: std::sync::Mutex<Vec<Client>>,
     slots: Semaphore,
+    /// The apply lock's session, while this store holds it (see lock.rs).
+    held: std::sync::Mutex<Option<lock::Held>>,
+    /// One write at a time takes a lost apply lock again.
+    retake: tokio::sync::Mutex<()>,
 }
 
 /// How often a transaction that lost a deadlock or serialisation race is tried again.
@@ -105,6 +124,7 @@ impl PgStore {
     pub fn open(config: &PgConfig) -> Result<PgStore, StoreError> {
         let store = PgStore::connect(config)?;
         store.run(|inner| async move { inner.migrate().await.map(|_| ()) })?;
+        store.inner.armed.store(true, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -134,6 +154,7 @@ impl PgStore {
                 supported: SCHEMA_VERSION as u64,
             });
         }
+        store.inner.armed.store(true, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -177,8 +198,12 @@ impl PgStore {
             password_source,
             tls,
             connect_timeout: config.connect_timeout(),
+            reconnect_wait: config.reconnect_wait(),
+            armed: AtomicBool::new(false),
             idle: std::sync::Mutex::new(Vec::new()),
             slots: Semaphore::new(config.pool_size()),
+            held: std::sync::Mutex::new(None),
+            retake: tokio::sync::Mutex::new(()),
             label,
         });
         Ok(PgStore {
@@ -312,41 +337,87 @@ impl std::error::Error for PgError {
     }
 }
 
-/// Whether the transaction lost a race and may simply be run again.
-fn retryable(e: &StoreError) -> bool {
-    let StoreError::Backend { source, .. } = e else {
-        return false;
+/// Runs a call (`$body`, using `$client`, a pooled connection) until it succeeds: again at
+/// once if it lost a deadlock or serialisation race, again on a new connection (with backoff,
+/// within the reconnect wait) if the connection broke before `COMMIT` was sent. If it broke
+/// after, `$check` (using `$conn`, a new connection) reads back whether the call committed:
+/// `Some(result)` if it did, `None` to run it again. (A macro: an async closure borrowing the
+/// connection is not `Send` for every lifetime, which the runtime needs.)
+macro_rules! resilient {
+    ($inner:expr, |$client:ident| $body:expr) => {
+        resilient!($inner, |$client| $body, check: |_conn| async { Ok(None) })
     };
-    source
-        .downcast_ref::<PgError>()
-        .and_then(|e| e.0.code())
-        .is_some_and(|c| {
-            *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-        })
-}
-
-/// Runs a write transaction (`$body`, using `$client`), again if it lost a deadlock or
-/// serialisation race. (A macro: an async closure borrowing the connection is not `Send` for
-/// every lifetime, which the runtime needs.)
-macro_rules! retrying {
-    ($inner:expr, |$client:ident| $body:expr) => {{
+    ($inner:expr, |$client:ident| $body:expr, check: |$conn:ident| $check:expr) => {{
         let inner: &Inner = $inner;
-        let mut conn = inner.get().await?;
-        let mut attempt = 0usize;
-        loop {
-            let $client: &mut Client = &mut conn;
-            match $body.await {
-                Err(e) if attempt + 1 < RETRIES && retryable(&e) => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(2 << attempt)).await;
+        let mut waiter = Waiter::new(inner.wait());
+        let mut races = 0usize;
+        'call: loop {
+            let result = async {
+                let mut conn = inner.get().await?;
+                let $client: &mut Client = &mut conn;
+                $body.await
+            }
+            .await;
+            let e = match result {
+                Ok(v) => break 'call Ok(v),
+                Err(e) => e,
+            };
+            match verdict(&e) {
+                Verdict::Race if races + 1 < RETRIES => {
+                    races += 1;
+                    tokio::time::sleep(Duration::from_millis(2 << races)).await;
                 }
-                other => break other,
+                Verdict::Reconnect => {
+                    if !waiter.pause().await {
+                        break 'call Err(waiter.gave_up(e));
+                    }
+                }
+                Verdict::Ambiguous => loop {
+                    let checked = async {
+                        let conn = inner.get().await?;
+                        let $conn: &Client = &conn;
+                        $check.await
+                    }
+                    .await;
+                    match checked {
+                        Ok(Some(v)) => break 'call Ok(v),
+                        // Not committed: run it again.
+                        Ok(None) => break,
+                        Err(e) if matches!(verdict(&e), Verdict::Reconnect | Verdict::Ambiguous) => {
+                            if !waiter.pause().await {
+                                break 'call Err(waiter.gave_up(e));
+                            }
+                        }
+                        Err(e) => break 'call Err(e),
+                    }
+                },
+                _ => break 'call Err(e),
             }
         }
     }};
 }
 
+/// What a write transaction wrote, noted just before it sends `COMMIT`: what the store reads
+/// back if the connection breaks after that.
+struct BatchMemo {
+    /// Per MAC: its record's version before the batch and after it.
+    versions: Vec<(String, i64, i64)>,
+    /// The numbers of the batch's events.
+    seqs: Vec<i64>,
+    /// What the call returns.
+    out: Vec<NodeRecord>,
+}
+
 impl Inner {
+    /// How long a call waits for the server to come back: none until the store is open.
+    fn wait(&self) -> Duration {
+        if self.armed.load(Ordering::Relaxed) {
+            self.reconnect_wait
+        } else {
+            Duration::ZERO
+        }
+    }
+
     fn backend(
         &self,
         what: impl Into<String>,
@@ -653,7 +724,9 @@ impl Inner {
         client: &mut Client,
         changes: Vec<(Mac, Change)>,
         at: Timestamp,
+        memo: &mut Option<BatchMemo>,
     ) -> Result<Vec<NodeRecord>, StoreError> {
+        self.ensure_lock().await?;
         let tx = client
             .transaction()
             .await
@@ -662,6 +735,7 @@ impl Inner {
         macs.sort();
         macs.dedup();
         let mut current = self.lock_nodes(&tx, &macs, at).await?;
+        let before: HashMap<Mac, u64> = current.iter().map(|(m, r)| (*m, r.version)).collect();
         let mut out = Vec::with_capacity(changes.len());
         let mut events = Vec::with_capacity(changes.len());
         for (mac, change) in changes {
@@ -677,7 +751,19 @@ impl Inner {
         self.insert_events(&tx, &mut events).await?;
         let touched: Vec<&NodeRecord> = macs.iter().filter_map(|m| current.get(m)).collect();
         self.write_nodes(&tx, &touched, false).await?;
-        tx.commit().await.map_err(self.err("committing"))?;
+        let version = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        *memo = Some(BatchMemo {
+            versions: touched
+                .iter()
+                .map(|r| {
+                    let was = before.get(&r.mac).copied().unwrap_or(0);
+                    (r.mac.to_string(), version(was), version(r.version))
+                })
+                .collect(),
+            seqs: events.iter().map(|e| version(e.seq)).collect(),
+            out: out.clone(),
+        });
+        tx.commit().await.map_err(self.err(COMMITTING))?;
         Ok(out)
     }
 
@@ -687,7 +773,9 @@ impl Inner {
         mac: Mac,
         message: &str,
         at: Timestamp,
+        memo: &mut Option<Event>,
     ) -> Result<Event, StoreError> {
+        self.ensure_lock().await?;
         let tx = client
             .transaction()
             .await
@@ -708,7 +796,8 @@ impl Inner {
         };
         let mut events = [note_event(mac, message, &state, at)];
         self.insert_events(&tx, &mut events).await?;
-        tx.commit().await.map_err(self.err("committing"))?;
+        *memo = Some(events[0].clone());
+        tx.commit().await.map_err(self.err(COMMITTING))?;
         let [event] = events;
         Ok(event)
     }
@@ -777,6 +866,7 @@ impl Inner {
 
     async fn import(&self, client: &mut Client, export: &Export) -> Result<(), StoreError> {
         let what = "importing";
+        self.ensure_lock().await?;
         let tx = client.transaction().await.map_err(self.err(what))?;
         // Writers wait until the import is committed, so "empty" stays true meanwhile.
         tx.batch_execute(
@@ -841,7 +931,75 @@ impl Inner {
         )
         .await
         .map_err(self.err(what))?;
-        tx.commit().await.map_err(self.err(what))
+        tx.commit().await.map_err(self.err(COMMITTING))
+    }
+
+    /// After a broken `COMMIT` of `apply_batch`: `Some` if it committed (its events exist and
+    /// its records are at least at the versions it wrote), `None` if it did not (no event,
+    /// every record at its version before), an error if the database says neither.
+    async fn batch_committed(
+        &self,
+        client: &Client,
+        memo: Option<&BatchMemo>,
+    ) -> Result<Option<Vec<NodeRecord>>, StoreError> {
+        let Some(memo) = memo else { return Ok(None) };
+        let what = "reading back a write whose commit was cut off";
+        let macs: Vec<&str> = memo.versions.iter().map(|(m, _, _)| m.as_str()).collect();
+        let found: HashMap<String, i64> = client
+            .query(
+                "SELECT mac, version FROM roundhouse.nodes WHERE mac = ANY($1::text[])",
+                &[&macs],
+            )
+            .await
+            .map_err(self.err(what))?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect();
+        let events: i64 = client
+            .query_one(
+                "SELECT count(*) FROM roundhouse.events WHERE seq = ANY($1::int8[])",
+                &[&memo.seqs],
+            )
+            .await
+            .map_err(self.err(what))?
+            .get(0);
+        let versions: Vec<(i64, i64, i64)> = memo
+            .versions
+            .iter()
+            .map(|(m, was, after)| (*was, *after, found.get(m).copied().unwrap_or(0)))
+            .collect();
+        match resilience::batch_outcome(events, count(memo.seqs.len()), &versions) {
+            resilience::Outcome::Committed => return Ok(Some(memo.out.clone())),
+            resilience::Outcome::NotCommitted => return Ok(None),
+            resilience::Outcome::Unknown => {}
+        }
+        Err(self.backend(
+            what,
+            format!(
+                "the connection broke after COMMIT was sent and the database shows neither the \
+                 batch nor the records before it ({events} of {} events found)",
+                memo.seqs.len()
+            ),
+        ))
+    }
+
+    /// After a broken `COMMIT` of `note`: `Some` if its event exists.
+    async fn note_committed(
+        &self,
+        client: &Client,
+        memo: Option<&Event>,
+    ) -> Result<Option<Event>, StoreError> {
+        let Some(event) = memo else { return Ok(None) };
+        let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
+        let found: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM roundhouse.events WHERE seq = $1)",
+                &[&seq],
+            )
+            .await
+            .map_err(self.err("reading back a note whose commit was cut off"))?
+            .get(0);
+        Ok(found.then(|| event.clone()))
     }
 }
 
@@ -849,38 +1007,40 @@ impl StateStore for PgStore {
     fn node(&self, mac: &Mac) -> Result<Option<NodeRecord>, StoreError> {
         let mac = *mac;
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            let row = conn
-                .query_opt(
-                    "SELECT record::text FROM roundhouse.nodes WHERE mac = $1",
-                    &[&mac.to_string()],
-                )
-                .await
-                .map_err(inner.err("reading a node record"))?;
-            row.map(|r| inner.decode(r.get(0), || format!("the record of {mac}")))
-                .transpose()
+            resilient!(&inner, |conn| async {
+                let row = conn
+                    .query_opt(
+                        "SELECT record::text FROM roundhouse.nodes WHERE mac = $1",
+                        &[&mac.to_string()],
+                    )
+                    .await
+                    .map_err(inner.err("reading a node record"))?;
+                row.map(|r| inner.decode(r.get(0), || format!("the record of {mac}")))
+                    .transpose()
+            })
         })
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            let rows = conn
-                .query(
-                    "SELECT mac, record::text FROM roundhouse.nodes ORDER BY mac",
-                    &[],
-                )
-                .await
-                .map_err(inner.err("reading node records"))?;
-            let mut out: Vec<NodeRecord> = rows
-                .iter()
-                .map(|r| {
-                    let key: &str = r.get(0);
-                    inner.decode(r.get(1), || format!("the record of {key}"))
-                })
-                .collect::<Result<_, _>>()?;
-            out.sort_by_key(|r| r.mac);
-            Ok(out)
+            resilient!(&inner, |conn| async {
+                let rows = conn
+                    .query(
+                        "SELECT mac, record::text FROM roundhouse.nodes ORDER BY mac",
+                        &[],
+                    )
+                    .await
+                    .map_err(inner.err("reading node records"))?;
+                let mut out: Vec<NodeRecord> = rows
+                    .iter()
+                    .map(|r| {
+                        let key: &str = r.get(0);
+                        inner.decode(r.get(1), || format!("the record of {key}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                out.sort_by_key(|r| r.mac);
+                Ok(out)
+            })
         })
     }
 
@@ -893,46 +1053,55 @@ impl StateStore for PgStore {
             return Ok(Vec::new());
         }
         self.run(|inner| async move {
-            retrying!(&inner, |client| inner.apply_batch(
-                client,
-                changes.clone(),
-                at
-            ))
+            let mut memo = None;
+            resilient!(
+                &inner,
+                |client| inner.apply_batch(client, changes.clone(), at, &mut memo),
+                check: |conn| inner.batch_committed(conn, memo.as_ref())
+            )
         })
     }
 
     fn note(&self, mac: &Mac, message: &str, at: Timestamp) -> Result<Event, StoreError> {
         let (mac, message) = (*mac, message.to_string());
         self.run(|inner| async move {
-            retrying!(&inner, |client| inner.note(client, mac, &message, at))
+            let mut memo = None;
+            resilient!(
+                &inner,
+                |client| inner.note(client, mac, &message, at, &mut memo),
+                check: |conn| inner.note_committed(conn, memo.as_ref())
+            )
         })
     }
 
     fn events(&self, mac: &Mac, query: EventQuery) -> Result<Vec<Event>, StoreError> {
         let mac = *mac;
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            let before = query
-                .before
-                .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-            let rows = conn
-                .query(
-                    "SELECT seq, event::text FROM roundhouse.events \
+            resilient!(&inner, |conn| async {
+                let before = query
+                    .before
+                    .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+                let rows = conn
+                    .query(
+                        "SELECT seq, event::text FROM roundhouse.events \
                      WHERE mac = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-                    &[&mac.to_string(), &before, &count(query.limit)],
-                )
-                .await
-                .map_err(inner.err("reading events"))?;
-            inner.read_events(rows)
+                        &[&mac.to_string(), &before, &count(query.limit)],
+                    )
+                    .await
+                    .map_err(inner.err("reading events"))?;
+                inner.read_events(rows)
+            })
         })
     }
 
     fn record_fetch(&self, fetch: &FetchRecord) -> Result<(), StoreError> {
         let fetch = fetch.clone();
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            // One statement, so one transaction: the journal row and the latest-fetch row.
-            conn.execute(
+            resilient!(&inner, |client| async {
+            inner.ensure_lock().await?;
+            let tx = client.transaction().await.map_err(inner.err("recording a fetch"))?;
+            // One statement: the journal row and the latest-fetch row.
+            tx.execute(
                 "WITH journal AS (\
                    INSERT INTO roundhouse.fetches (mac, at_ms, body) VALUES ($1, $2, $3::text::jsonb)) \
                  INSERT INTO roundhouse.last_fetch (mac, at_ms, body) VALUES ($1, $2, $3::text::jsonb) \
@@ -942,75 +1111,111 @@ impl StateStore for PgStore {
             )
             .await
             .map_err(inner.err("recording a fetch"))?;
-            Ok(())
+            tx.commit().await.map_err(inner.err(COMMITTING))
+            }, check: |conn| async {
+                // An identical journal row (same MAC, time and body) means it committed.
+                let found: bool = conn
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM roundhouse.fetches \
+                         WHERE mac = $1 AND at_ms = $2 AND body = $3::text::jsonb)",
+                        &[&fetch.mac.to_string(), &ms(fetch.at), &json(&fetch)],
+                    )
+                    .await
+                    .map_err(inner.err("reading back a fetch whose commit was cut off"))?
+                    .get(0);
+                Ok(found.then_some(()))
+            })
         })
     }
 
     fn last_fetch(&self, mac: &Mac) -> Result<Option<FetchRecord>, StoreError> {
         let mac = *mac;
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            let row = conn
-                .query_opt(
-                    "SELECT body::text FROM roundhouse.last_fetch WHERE mac = $1",
-                    &[&mac.to_string()],
-                )
-                .await
-                .map_err(inner.err("reading the last fetch"))?;
-            row.map(|r| inner.decode(r.get(0), || format!("last fetch of {mac}")))
-                .transpose()
+            resilient!(&inner, |conn| async {
+                let row = conn
+                    .query_opt(
+                        "SELECT body::text FROM roundhouse.last_fetch WHERE mac = $1",
+                        &[&mac.to_string()],
+                    )
+                    .await
+                    .map_err(inner.err("reading the last fetch"))?;
+                row.map(|r| inner.decode(r.get(0), || format!("last fetch of {mac}")))
+                    .transpose()
+            })
         })
     }
 
     fn last_fetches(&self) -> Result<Vec<FetchRecord>, StoreError> {
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            let rows = conn
-                .query(
-                    "SELECT mac, body::text FROM roundhouse.last_fetch ORDER BY mac",
-                    &[],
-                )
-                .await
-                .map_err(inner.err("reading the last fetches"))?;
-            let mut out: Vec<FetchRecord> = rows
-                .iter()
-                .map(|r| {
-                    let key: &str = r.get(0);
-                    inner.decode(r.get(1), || format!("last fetch of {key}"))
-                })
-                .collect::<Result<_, _>>()?;
-            out.sort_by_key(|f| f.mac);
-            Ok(out)
+            resilient!(&inner, |conn| async {
+                let rows = conn
+                    .query(
+                        "SELECT mac, body::text FROM roundhouse.last_fetch ORDER BY mac",
+                        &[],
+                    )
+                    .await
+                    .map_err(inner.err("reading the last fetches"))?;
+                let mut out: Vec<FetchRecord> = rows
+                    .iter()
+                    .map(|r| {
+                        let key: &str = r.get(0);
+                        inner.decode(r.get(1), || format!("last fetch of {key}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                out.sort_by_key(|f| f.mac);
+                Ok(out)
+            })
         })
     }
 
     fn fetches_since(&self, mac: &Mac, since: Timestamp) -> Result<Vec<FetchRecord>, StoreError> {
         let mac = *mac;
         self.run(|inner| async move {
-            let conn = inner.get().await?;
-            let rows = conn
-                .query(
-                    "SELECT body::text FROM roundhouse.fetches \
+            resilient!(&inner, |conn| async {
+                let rows = conn
+                    .query(
+                        "SELECT body::text FROM roundhouse.fetches \
                      WHERE mac = $1 AND at_ms >= $2 ORDER BY at_ms, id",
-                    &[&mac.to_string(), &ms(since)],
-                )
-                .await
-                .map_err(inner.err("reading fetches"))?;
-            rows.iter()
-                .map(|r| inner.decode(r.get(0), || format!("a fetch of {mac}")))
-                .collect()
+                        &[&mac.to_string(), &ms(since)],
+                    )
+                    .await
+                    .map_err(inner.err("reading fetches"))?;
+                rows.iter()
+                    .map(|r| inner.decode(r.get(0), || format!("a fetch of {mac}")))
+                    .collect()
+            })
         })
     }
 
     fn export(&self, at: Timestamp) -> Result<Export, StoreError> {
-        self.run(|inner| async move {
-            let mut conn = inner.get().await?;
-            inner.export(&mut conn, at).await
-        })
+        self.run(|inner| async move { resilient!(&inner, |client| inner.export(client, at)) })
     }
 
     fn import(&self, export: &Export) -> Result<(), StoreError> {
         let export = export.clone();
-        self.run(|inner| async move { retrying!(&inner, |client| inner.import(client, &export)) })
+        self.run(|inner| async move {
+            resilient!(&inner, |client| inner.import(client, &export), check: |conn| async {
+                // Committed if the store holds exactly what was imported; not if it is empty.
+                let row = conn
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM roundhouse.nodes), \
+                         (SELECT count(*) FROM roundhouse.events)",
+                        &[],
+                    )
+                    .await
+                    .map_err(inner.err("reading back an import whose commit was cut off"))?;
+                let (nodes, events): (i64, i64) = (row.get(0), row.get(1));
+                if nodes == count(export.nodes.len()) && events == count(export.events.len()) {
+                    Ok(Some(()))
+                } else if nodes == 0 && events == 0 {
+                    Ok(None)
+                } else {
+                    Err(inner.backend(
+                        "reading back an import whose commit was cut off",
+                        format!("the store holds {nodes} records and {events} events"),
+                    ))
+                }
+            })
+        })
     }
 }

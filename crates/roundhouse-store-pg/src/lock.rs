@@ -6,6 +6,12 @@
 //! process ends, so there is no stale lock to clean up. The holder records who it is
 //! (`roundhouse.apply_lock`: pid, host, purpose, since, and its server-side backend pid) so a
 //! refused process can name it; a row whose backend no longer holds the lock is ignored.
+//!
+//! A restart of the server ends that session and so releases the lock. Before every write
+//! (each attempt of `apply_batch`, `note`, `record_fetch`, `import`) the store checks the lock's
+//! connection; if it broke, the store connects again (waiting as for any call) and takes the
+//! lock again. If another process took it meanwhile, the write fails, naming that holder:
+//! the command stops rather than write unprotected.
 
 use std::sync::Arc;
 
@@ -33,7 +39,8 @@ pub enum PgLockError {
 
 /// The held apply lock; dropping it ends its session, which releases the lock.
 pub struct PgLock {
-    client: Option<Client>,
+    // The lock's connection lives in `inner.held`, where the store's writes check it.
+    inner: Arc<Inner>,
     holder: LockHolder,
     // The connection's task runs here: keep it alive while the lock is held.
     _runtime: Arc<Rt>,
@@ -58,7 +65,7 @@ impl Drop for PgLock {
     fn drop(&mut self) {
         // Dropping the client closes its connection (on the store's runtime): the session
         // ends and PostgreSQL releases the advisory lock.
-        drop(self.client.take());
+        drop(crate::lock(&self.inner.held).take());
     }
 }
 
@@ -68,35 +75,27 @@ impl PgStore {
     pub fn try_lock(&self, purpose: &str) -> Result<PgLock, PgLockError> {
         let holder = LockHolder::current(purpose, now());
         let body = serde_json::to_string(&holder).unwrap_or_default();
+        let sent = body.clone();
         let (client, other) = self.run(move |inner| async move {
             let client = inner.connect().await?;
-            let taken: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&APPLY_LOCK])
-                .await
-                .map_err(inner.err("taking the apply lock"))?
-                .get(0);
-            if !taken {
+            if !take(&inner, &client, &sent).await? {
                 let other = read_holder(&inner, &client).await?;
                 return Ok((None, Some(other)));
             }
-            client
-                .execute(
-                    "INSERT INTO roundhouse.apply_lock (id, backend_pid, holder) \
-                     VALUES (true, pg_backend_pid(), $1::text::jsonb) \
-                     ON CONFLICT (id) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, \
-                     holder = EXCLUDED.holder",
-                    &[&body],
-                )
-                .await
-                .map_err(inner.err("recording the apply lock's holder"))?;
             Ok((Some(client), None))
         })?;
         match (client, other) {
-            (Some(client), _) => Ok(PgLock {
-                client: Some(client),
-                holder,
-                _runtime: Arc::clone(&self.runtime),
-            }),
+            (Some(client), _) => {
+                *crate::lock(&self.inner.held) = Some(Held {
+                    client: Some(client),
+                    body,
+                });
+                Ok(PgLock {
+                    inner: Arc::clone(&self.inner),
+                    holder,
+                    _runtime: Arc::clone(&self.runtime),
+                })
+            }
             (None, other) => Err(PgLockError::Held(LockError::Held {
                 dir: self.label().into(),
                 holder: other.flatten(),
@@ -127,4 +126,77 @@ async fn read_holder(inner: &Inner, client: &Client) -> Result<Option<LockHolder
         .await
         .map_err(|e| inner.backend("reading the apply lock's holder", PgError(e)))?;
     Ok(row.and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
+}
+
+/// The apply lock's session, while a [`PgLock`] of this store lives.
+pub(crate) struct Held {
+    /// `None` while it is being taken again.
+    client: Option<Client>,
+    /// The holder, as recorded in `roundhouse.apply_lock`.
+    body: String,
+}
+
+/// Tries to take the lock on `client`'s session and records the holder.
+async fn take(inner: &Inner, client: &Client, body: &str) -> Result<bool, StoreError> {
+    let taken: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&APPLY_LOCK])
+        .await
+        .map_err(inner.err("taking the apply lock"))?
+        .get(0);
+    if taken {
+        client
+            .execute(
+                "INSERT INTO roundhouse.apply_lock (id, backend_pid, holder) \
+                 VALUES (true, pg_backend_pid(), $1::text::jsonb) \
+                 ON CONFLICT (id) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, \
+                 holder = EXCLUDED.holder",
+                &[&body],
+            )
+            .await
+            .map_err(inner.err("recording the apply lock's holder"))?;
+    }
+    Ok(taken)
+}
+
+impl Inner {
+    /// Before a write: if this store holds the apply lock and its session broke (the server
+    /// restarted), takes it again on a new connection. A connection error is returned as is
+    /// (the call waits and tries again); another holder is an error naming it.
+    pub(crate) async fn ensure_lock(&self) -> Result<(), StoreError> {
+        let intact = |held: &Option<Held>| match held {
+            None => true,
+            Some(h) => h.client.as_ref().is_some_and(|c| !c.is_closed()),
+        };
+        if intact(&crate::lock(&self.held)) {
+            return Ok(());
+        }
+        let _one = self.retake.lock().await;
+        let body = {
+            let mut held = crate::lock(&self.held);
+            if intact(&held) {
+                return Ok(());
+            }
+            let Some(h) = held.as_mut() else {
+                return Ok(());
+            };
+            h.client = None;
+            h.body.clone()
+        };
+        let client = self.connect().await?;
+        if !take(self, &client, &body).await? {
+            let other = read_holder(self, &client).await?;
+            return Err(self.backend(
+                "the apply lock was lost",
+                format!(
+                    "its connection broke (PostgreSQL restarted?) and {} holds it now; \
+                     stopping rather than writing without it",
+                    other.map_or_else(|| "another session".to_string(), |h| h.to_string())
+                ),
+            ));
+        }
+        if let Some(h) = crate::lock(&self.held).as_mut() {
+            h.client = Some(client);
+        }
+        Ok(())
+    }
 }

@@ -161,23 +161,45 @@ impl TestServer {
             ]),
             "initdb",
         );
-        let mut listen = String::new();
         if tls {
             let tls = server.make_certificates(&base, &data);
-            listen = "127.0.0.1".into();
             server.tls = Some(tls);
         }
         let log = std::fs::File::create(base.join("log")).expect("the server log");
+        drop(log);
         if as_postgres {
             let (uid, gid) = uid_gid("postgres");
             std::os::unix::fs::chown(base.join("log"), Some(uid), Some(gid)).expect("chown log");
         }
-        let child = server
+        server.spawn();
+        server.wait_ready();
+        if let Some(tls) = &server.tls {
+            server.psql(
+                "postgres",
+                &format!("CREATE ROLE {} LOGIN PASSWORD '{}'", tls.user, tls.password),
+            );
+            server.psql(
+                "postgres",
+                &format!("CREATE DATABASE {} OWNER {}", tls.dbname, tls.user),
+            );
+        }
+        server
+    }
+
+    /// Starts `postgres` on the data directory (appending to its log).
+    fn spawn(&self) {
+        let base = self.socket_dir().to_path_buf();
+        let listen = if self.tls.is_some() { "127.0.0.1" } else { "" };
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(base.join("log"))
+            .expect("the server log");
+        let child = self
             .command("postgres")
             .arg("-D")
-            .arg(&data)
+            .arg(base.join("data"))
             .arg("-p")
-            .arg(server.port.to_string())
+            .arg(self.port.to_string())
             .arg("-k")
             .arg(&base)
             .arg("-c")
@@ -197,19 +219,18 @@ impl TestServer {
             .stderr(log)
             .spawn()
             .expect("starting postgres");
-        *server.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
-        server.wait_ready();
-        if let Some(tls) = &server.tls {
-            server.psql(
-                "postgres",
-                &format!("CREATE ROLE {} LOGIN PASSWORD '{}'", tls.user, tls.password),
-            );
-            server.psql(
-                "postgres",
-                &format!("CREATE DATABASE {} OWNER {}", tls.dbname, tls.user),
-            );
-        }
-        server
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+    }
+
+    /// Restarts the server as `pg_ctl restart -m fast` does: a fast shutdown (every session is
+    /// ended with `57P01 admin_shutdown`, the socket goes away), then, after `down` (nothing
+    /// listens meanwhile), a start on the same data directory, socket and port. Returns once
+    /// it accepts connections again.
+    pub fn restart(&self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.spawn();
+        self.wait_ready();
     }
 
     fn command(&self, tool: &str) -> Command {

@@ -375,9 +375,12 @@ fn an_unreachable_database_is_a_clear_error_not_a_hang() {
     );
     drop(silent);
 
-    // The server goes away under an open store: the next call fails, quickly and clearly.
+    // The server goes away under an open store: the next call waits for it (here 1 s, the
+    // reconnect wait), then fails clearly.
     let pg = TestServer::start();
-    let config = pg.create_database();
+    let config = pg
+        .create_database()
+        .with_reconnect_wait(Duration::from_secs(1));
     let store = PgStore::open(&config).unwrap();
     store.note(&mac(1), "up", t(0)).unwrap();
     pg.stop();
@@ -390,6 +393,7 @@ fn an_unreachable_database_is_a_clear_error_not_a_hang() {
     );
     let text = err.to_string();
     assert!(text.contains(&config.to_string()), "{text}");
+    assert!(text.contains("gave up after waiting"), "{text}");
     let err = store.nodes().unwrap_err().to_string();
     assert!(
         err.contains("cannot connect to PostgreSQL at /tmp/rhpg"),
