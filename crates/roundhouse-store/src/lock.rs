@@ -150,7 +150,6 @@ impl StateDir {
     /// damaged later can be rolled back one generation. Returns `false` when there is no
     /// store yet. Call it under the apply lock, after the store was read successfully.
     pub fn keep_previous(&self) -> Result<bool, StoreError> {
-        use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let from = self.store_path();
         let to = self.previous_path();
@@ -158,20 +157,22 @@ impl StateDir {
             path: to.clone(),
             source: Box::new(redb::Error::Io(e)),
         };
-        let bytes = match std::fs::read(&from) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io(e)),
-        };
+        if !from.exists() {
+            return Ok(false);
+        }
         let tmp = self.path.join(format!("{STORE_FILE}.1.tmp"));
         let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
+        // Created owner-only first, then filled by the kernel's copy (no copy of a large store
+        // in this process's memory).
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
+        let mut src = std::fs::File::open(&from).map_err(io)?;
+        let mut dst = &file;
+        std::io::copy(&mut src, &mut dst).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &to).map_err(io)?;
         Ok(true)

@@ -243,3 +243,27 @@ fn a_new_store_file_is_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
 }
+
+#[test]
+fn keep_previous_copies_the_store_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = roundhouse_store::StateDir::new(dir.path());
+    assert!(
+        !state.keep_previous().unwrap(),
+        "no store yet: nothing to keep"
+    );
+    written_store(dir.path(), 3);
+    assert!(state.keep_previous().unwrap());
+    let copy = std::fs::read(state.previous_path()).unwrap();
+    assert_eq!(copy, std::fs::read(state.store_path()).unwrap());
+    let mode = std::fs::metadata(state.previous_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // The copy is a store of its own.
+    let store = RedbStore::open(state.previous_path(), RO).unwrap();
+    assert_eq!(store.nodes().unwrap().len(), 3);
+}
