@@ -976,8 +976,8 @@ impl Inner {
         Err(self.backend(
             what,
             format!(
-                "the connection broke after COMMIT was sent and the database shows neither the \
-                 batch nor the records before it ({events} of {} events found)",
+                "the connection broke after COMMIT was sent and the database shows only part of \
+                 the batch ({events} of {} events found)",
                 memo.seqs.len()
             ),
         ))
