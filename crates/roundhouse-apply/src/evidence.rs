@@ -12,13 +12,13 @@
 //! machine is installed. An unreadable netboot file is an error, not "no evidence": a reader
 //! that cannot see the gating must not conclude that nothing was installed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bootdata::Mac;
-use roundhouse_boot::state::{NETBOOT_FILE, Netboot, NetbootFile};
+use roundhouse_boot::state::{FileNetbootState, Netboot, NetbootState, StateError};
 use roundhouse_plan::Evidence;
 use roundhouse_ssh::PublicKey;
 
@@ -50,19 +50,13 @@ pub struct Sources {
     pub probe_parallel: usize,
 }
 
-/// The netboot file exists but cannot be read.
+/// The netboot file exists but cannot be read (the boot server's own reader refused it).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot read the boot server's netboot gating {}: {reason}; without it roundhouse cannot \
-     tell installed machines from new ones",
-    path.display()
+    "cannot read the boot server's netboot gating; without it roundhouse cannot tell installed \
+     machines from new ones"
 )]
-pub struct EvidenceError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong.
-    pub reason: String,
-}
+pub struct EvidenceError(#[source] pub StateError);
 
 /// Looks for evidence for every target; targets without any are absent from the result.
 pub fn gather(
@@ -73,14 +67,15 @@ pub fn gather(
     if targets.is_empty() {
         return Ok(found);
     }
-    let wanted: BTreeSet<Mac> = targets.iter().map(|t| t.mac).collect();
-    for (mac, netboot) in read_gating(&sources.boot_state_dir)? {
-        if wanted.contains(&mac) {
-            let netboot = match netboot {
-                Netboot::Installed => "installed",
-                Netboot::InstallPending => "install-pending",
+    // The boot server's own reader: the same format, permission and MAC checks it applies.
+    if let Some(gating) = FileNetbootState::load(&sources.boot_state_dir).map_err(EvidenceError)? {
+        for t in targets {
+            let netboot = match gating.netboot(&t.mac) {
+                Some(Netboot::Installed) => "installed",
+                Some(Netboot::InstallPending) => "install-pending",
+                None => continue,
             };
-            found.entry(mac).or_default().push(Evidence::Gating {
+            found.entry(t.mac).or_default().push(Evidence::Gating {
                 netboot: netboot.into(),
             });
         }
@@ -102,29 +97,6 @@ pub fn gather(
         }
     }
     Ok(found)
-}
-
-/// The MACs `netboot.json` lists, with their decision; none when the file does not exist.
-pub fn read_gating(dir: &Path) -> Result<Vec<(Mac, Netboot)>, EvidenceError> {
-    let path = dir.join(NETBOOT_FILE);
-    let err = |reason: String| EvidenceError {
-        path: path.clone(),
-        reason,
-    };
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err(e.to_string())),
-    };
-    let file: NetbootFile = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-    file.nodes
-        .iter()
-        .map(|(text, node)| {
-            Mac::parse(text)
-                .map(|mac| (mac, node.netboot))
-                .map_err(|e| err(format!("MAC {text:?}: {e}")))
-        })
-        .collect()
 }
 
 /// Longest TCP connect of one probe.

@@ -111,9 +111,4 @@ impl Export {
     pub fn max_seq(&self) -> u64 {
         self.events.iter().map(|e| e.seq).max().unwrap_or(0)
     }
-
-    /// Whether it holds nothing at all.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty() && self.events.is_empty() && self.fetches.is_empty()
-    }
 }
